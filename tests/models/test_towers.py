@@ -1,0 +1,86 @@
+"""Tests for tfrec_llm.models.towers against numpy references."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec_llm.errors import ConfigError
+from tfrec_llm.models.towers import ItemTower, QueryTower
+
+
+def _l2(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_id_only_item_tower_is_the_normalised_embedding_row():
+    tower = ItemTower(num_items=4, item_vocab_size=3, embedding_dim=5, use_text=False, use_categories=False)
+    tower.set_tables(np.array([2, 0, 1, 0]))
+    out = tower(tf.constant([0, 1, 3])).numpy()
+    table = tower.id_embedding.embeddings.numpy()
+    np.testing.assert_allclose(out, _l2(table[[2, 0, 0]]), atol=1e-6)
+    # items 1 and 3 are both OOV (vocab row 0): same embedding
+    np.testing.assert_allclose(out[1], out[2])
+
+
+def test_item_tower_with_text_and_categories_matches_numpy():
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(3, 4)).astype(np.float32)
+    cats = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
+    tower = ItemTower(num_items=3, item_vocab_size=3, text_dim=4, num_categories=2, embedding_dim=6, text_projection_dim=8)
+    tower.set_tables(np.array([1, 2, 0]), text, cats)
+    out = tower(tf.constant([[0, 2]])).numpy()  # any input shape
+    assert out.shape == (1, 2, 6)
+
+    emb = tower.id_embedding.embeddings.numpy()
+    w1, b1 = tower.text_projection.layers[0].get_weights()
+    w2, b2 = tower.text_projection.layers[1].get_weights()
+    wc, bc = tower.category_projection.get_weights()
+    wf, bf = tower.fusion.get_weights()
+    gelu = lambda x: keras.activations.gelu(tf.constant(x)).numpy()  # noqa: E731
+    for pos, item in enumerate([0, 2]):
+        parts = np.concatenate(
+            [emb[[1, 2, 0][item]], gelu(text[item] @ w1 + b1) @ w2 + b2, cats[item] @ wc + bc]
+        )
+        np.testing.assert_allclose(out[0, pos], _l2(parts @ wf + bf), atol=1e-5)
+
+
+def test_id_dropout_only_in_training():
+    tower = ItemTower(num_items=2, item_vocab_size=3, embedding_dim=4, use_text=False, use_categories=False, id_dropout=0.999)
+    tower.set_tables(np.array([1, 2]))
+    inference = tower(tf.constant([0, 1]), training=False).numpy()
+    assert not np.allclose(inference[0], inference[1])
+    dropped = tower(tf.constant([0, 1]), training=True).numpy()
+    np.testing.assert_allclose(dropped[0], dropped[1], atol=1e-6)  # both mapped to the OOV row
+
+
+def test_tower_argument_errors():
+    with pytest.raises(ConfigError, match="use_text=True needs text_dim > 0"):
+        ItemTower(num_items=2, item_vocab_size=2, text_dim=0)
+    with pytest.raises(ConfigError, match="all false"):
+        QueryTower(num_users=2, user_vocab_size=2, use_ids=False, use_profile=False, use_history=False)
+    tower = ItemTower(num_items=2, item_vocab_size=2, text_dim=3, use_categories=False)
+    with pytest.raises(ConfigError, match=r"text_embeddings shape \(2, 4\), expected \(2, 3\)"):
+        tower.set_tables(np.array([1, 0]), np.zeros((2, 4)))
+
+
+def test_query_tower_unknown_user_and_empty_history():
+    tower = QueryTower(num_users=2, user_vocab_size=3, profile_sizes=(3,), embedding_dim=4)
+    tower.set_tables(np.array([1, 2, 0]), np.array([[1], [2], [0]]))
+    hist = tf.zeros([3, 2, 4])
+    mask = tf.zeros([3, 2], tf.bool)
+    out = tower({"user": tf.constant([0, 2, 99]), "history": hist, "history_mask": mask}).numpy()
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    # user index 99 is clipped to the unknown-user row (2): same as user 2
+    np.testing.assert_allclose(out[1], out[2])
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (ItemTower, {"num_items": 3, "item_vocab_size": 2, "text_dim": 4, "num_categories": 2, "embedding_dim": 8}),
+    (QueryTower, {"num_users": 3, "user_vocab_size": 2, "profile_sizes": [2, 3], "embedding_dim": 8}),
+])
+def test_config_round_trip(cls, kwargs):
+    layer = cls(**kwargs)
+    clone = cls.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config() == {**layer.get_config(), **kwargs}

@@ -1,0 +1,101 @@
+"""Exports a trained experiment for TF Serving: retrieval + item_encoder + models.config.
+
+Each version folder is checked before it is published (every op must exist in the stock
+``tensorflow_model_server``) and carries ``assets.extra/tf_serving_warmup_requests`` built from
+real requests, so the server's first real request does not pay for graph initialisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from tfrec_llm.config import ExperimentConfig
+from tfrec_llm.data.catalog import Catalog
+from tfrec_llm.export.op_scan import check_servable
+from tfrec_llm.export.saved_model import write_saved_model
+from tfrec_llm.export.serving_module import ItemEncoderModule, RetrievalModule
+from tfrec_llm.export.warmup import write_warmup_requests
+from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.serving.model_config import write_models_config
+
+RETRIEVAL = "retrieval"
+ITEM_ENCODER = "item_encoder"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """Published version folders and the TF Serving config that lists them."""
+
+    retrieval: str
+    item_encoder: str | None
+    models_config: str
+
+
+def _publish_check(model_name: str, requests: list[dict[str, np.ndarray]]):  # type: ignore[no-untyped-def]
+    def check(tmp_dir: str) -> None:
+        check_servable(tmp_dir)
+        write_warmup_requests(tmp_dir, model_name, requests)
+
+    return check
+
+
+def export_retrieval(
+    cfg: ExperimentConfig,
+    model: TwoTowerModel,
+    catalog: Catalog,
+    histories: Mapping[str, Sequence[str]],
+    export_dir: str,
+    version: int | None = None,
+) -> str:
+    """Publishes the retrieval SavedModel; returns its version folder."""
+    module = RetrievalModule(model, catalog, histories, cfg.export.default_k, cfg.export.max_k)
+    users = np.asarray(catalog.user_ids[:4], dtype=object).astype(bytes)
+    warmup = [
+        {"user_id": users},
+        {"user_id": np.array([b"unknown-user"]), "k": np.array(5, np.int32)},
+    ]
+    return write_saved_model(
+        module, {"serving_default": module.serve}, export_dir, RETRIEVAL, version, _publish_check(RETRIEVAL, warmup)
+    )
+
+
+def export_item_encoder(
+    cfg: ExperimentConfig, model_path: str, sample_texts: Sequence[str], export_dir: str, version: int | None = None
+) -> str:
+    """Publishes the item-text encoder SavedModel (in-graph tokenization); returns its folder."""
+    from tfrec_llm.text.encoder import TextEncoder
+
+    encoder = TextEncoder(model_path, max_length=cfg.text.max_length, pooling=cfg.text.pooling)
+    module = ItemEncoderModule(encoder)
+    warmup = [{"text": np.asarray(list(sample_texts)[:8], dtype=object).astype(bytes)}]
+    return write_saved_model(
+        module,
+        {"serving_default": module.serve},
+        export_dir,
+        ITEM_ENCODER,
+        version,
+        _publish_check(ITEM_ENCODER, warmup),
+    )
+
+
+def export_all(
+    cfg: ExperimentConfig,
+    model: TwoTowerModel,
+    catalog: Catalog,
+    histories: Mapping[str, Sequence[str]],
+    export_dir: str,
+    text_model_path: str | None,
+    sample_texts: Sequence[str] = (),
+    version: int | None = None,
+) -> ExportResult:
+    """Publishes retrieval (and item_encoder when a text model is given) and models.config."""
+    retrieval = export_retrieval(cfg, model, catalog, histories, export_dir, version)
+    encoder = None
+    if text_model_path:
+        encoder = export_item_encoder(cfg, text_model_path, sample_texts, export_dir, version)
+    names = [RETRIEVAL] + ([ITEM_ENCODER] if encoder else [])
+    config = write_models_config(export_dir, names)
+    return ExportResult(retrieval, encoder, config)

@@ -1,0 +1,180 @@
+"""Serving graphs: ``tf.Module``s with explicit signatures, raw strings in, named tensors out.
+
+We export the serving graph, not the training model. The retrieval module holds everything a
+request needs, as constants and variables inside the SavedModel: the string -> index tables of
+users and items, the precomputed candidate embeddings of the whole catalog, each known user's
+recent history (the query tower's input) and all items they have seen (excluded server-side),
+and the TRAIN popularity used for users the model knows nothing about.
+
+Signature ``serving_default`` of the retrieval module:
+    inputs:  user_id           string [batch]
+             recent_item_ids   string [batch, n]  optional: appended to the stored history and
+                                                  excluded; default shape [0, 0] = none
+             exclude_item_ids  string [batch, m]  optional: more items to exclude; default [0, 0]
+             k                 int32 []           optional: default ``default_k``, capped at ``max_k``
+    outputs: item_ids          string [batch, k]
+             scores            float32 [batch, k]
+             used_fallback     bool [batch]       true where the user was unknown and had no
+                                                  history: the answer is the popularity ranking
+Optional inputs are Python default arguments of the tf.function; TensorFlow records them in
+``SignatureDef.defaults``, which TF Serving (and our local server) fill in when a request omits
+them. Python callers of ``loaded.signatures[...]`` pass every input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec_llm.data.catalog import Catalog
+from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.text.encoder import TextEncoder
+
+_NO_IDS = tf.zeros([0, 0], tf.string)
+
+
+def _string_table(keys: np.ndarray, default: int) -> tf.lookup.StaticHashTable:
+    init = tf.lookup.KeyValueTensorInitializer(
+        tf.constant(np.asarray(keys, dtype=object).astype(str)),
+        tf.constant(np.arange(len(keys), dtype=np.int32)),
+    )
+    return tf.lookup.StaticHashTable(init, default_value=default)
+
+
+class RetrievalModule(tf.Module):
+    """Top-K retrieval over the whole catalog for raw user ids.
+
+    Args:
+        model: Trained two-tower model.
+        catalog: The catalog it was trained on.
+        histories: user id -> chronological item ids, for every user the server should know
+            (their recent items feed the query tower, and all of them are excluded).
+        default_k: K when a request does not send ``k``.
+        max_k: Cap on ``k``.
+    """
+
+    def __init__(
+        self,
+        model: TwoTowerModel,
+        catalog: Catalog,
+        histories: Mapping[str, Sequence[str]],
+        default_k: int = 10,
+        max_k: int = 100,
+    ) -> None:
+        super().__init__(name="retrieval")
+        self.query_tower = model.query_tower
+        self.history_length = model.history_length
+        self.num_users = catalog.num_users
+        self.default_k = default_k
+        self.max_k = min(max_k, catalog.num_items)
+        self.item_ids = tf.constant(np.asarray(catalog.item_ids, dtype=object).astype(str))
+        self.candidates = tf.Variable(model.all_candidate_embeddings(), trainable=False, name="candidates")
+        self.popularity = tf.Variable(
+            catalog.popularity / max(float(catalog.popularity.max()), 1.0), trainable=False, name="popularity"
+        )
+        self.user_table = _string_table(catalog.user_ids, default=catalog.num_users)
+        self.item_table = _string_table(catalog.item_ids, default=-1)
+
+        user_rows = [np.zeros(0, np.int32)] * (catalog.num_users + 1)
+        for user, items in histories.items():
+            row = catalog.user_index([user])[0]
+            if row < catalog.num_users:
+                idx = catalog.item_index(np.asarray(items, dtype=object))
+                user_rows[row] = idx[idx >= 0].astype(np.int32)
+        recent = np.full((catalog.num_users + 1, self.history_length), -1, np.int32)
+        for row, idx in enumerate(user_rows):
+            if len(idx):
+                tail = idx[-self.history_length :]
+                recent[row, -len(tail) :] = tail
+        self.recent_table = tf.Variable(recent, trainable=False, name="recent_items")
+        lengths = np.array([len(r) for r in user_rows], np.int64)
+        self.seen_values = tf.Variable(np.concatenate(user_rows).astype(np.int32), trainable=False, name="seen_values")
+        self.seen_splits = tf.Variable(np.concatenate([[0], np.cumsum(lengths)]), trainable=False, name="seen_splits")
+
+        default_k_tensor = tf.constant(default_k, tf.int32)
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
+                tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+                tf.TensorSpec([], tf.int32, name="k"),
+            ]
+        )
+        def serve(
+            user_id: tf.Tensor,
+            recent_item_ids: tf.Tensor = _NO_IDS,
+            exclude_item_ids: tf.Tensor = _NO_IDS,
+            k: tf.Tensor = default_k_tensor,
+        ) -> dict[str, tf.Tensor]:
+            return self._recommend(user_id, recent_item_ids, exclude_item_ids, k)
+
+        self.serve = serve
+
+    def _optional_ids(self, ids: tf.Tensor, batch: tf.Tensor, name: str) -> tf.Tensor:
+        """Catalog indices of an optional [batch, n] id input; [batch, 0] when it was omitted."""
+        rows = tf.shape(ids)[0]
+        tf.debugging.assert_equal(
+            tf.logical_or(tf.equal(rows, 0), tf.equal(rows, batch)),
+            True,
+            message=f"{name} must have one row per user_id (or be omitted)",
+        )
+        idx = self.item_table.lookup(ids)
+        return tf.cond(tf.equal(rows, 0), lambda: tf.fill([batch, 0], -1), lambda: idx)
+
+    def _recommend(self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+        batch = tf.shape(user_id)[0]
+        num_items = tf.shape(self.candidates)[0]
+        users = self.user_table.lookup(user_id)
+        recent = self._optional_ids(recent_item_ids, batch, "recent_item_ids")
+        exclude = self._optional_ids(exclude_item_ids, batch, "exclude_item_ids")
+
+        history = tf.concat([tf.gather(self.recent_table, users), recent], axis=1)[:, -self.history_length :]
+        mask = history >= 0
+        query = self.query_tower(
+            {"user": users, "history": tf.gather(self.candidates, tf.maximum(history, 0)), "history_mask": mask}
+        )
+        scores = tf.matmul(query, self.candidates, transpose_b=True)
+        fallback = tf.logical_and(users >= self.num_users, tf.logical_not(tf.reduce_any(mask, axis=1)))
+        popular = tf.broadcast_to(self.popularity[tf.newaxis, :], tf.shape(scores))
+        scores = tf.where(fallback[:, tf.newaxis], popular, scores)
+
+        seen = tf.RaggedTensor.from_row_splits(self.seen_values, self.seen_splits)
+        seen_rows = tf.gather(seen, users)
+        excluded = tf.concat([seen_rows, tf.RaggedTensor.from_tensor(tf.concat([recent, exclude], axis=1))], axis=1)
+        row_ids = tf.cast(excluded.value_rowids(), tf.int32)
+        cols = excluded.flat_values
+        valid = cols >= 0
+        indices = tf.stack([tf.boolean_mask(row_ids, valid), tf.boolean_mask(cols, valid)], axis=1)
+        hit = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.bool), tf.stack([batch, num_items]))
+        scores = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
+
+        k = tf.clip_by_value(k, 1, self.max_k)
+        top = tf.math.top_k(scores, k=k)
+        return {
+            "item_ids": tf.gather(self.item_ids, top.indices),
+            "scores": top.values,
+            "used_fallback": fallback,
+        }
+
+
+class ItemEncoderModule(tf.Module):
+    """Raw item text -> BERT embedding, tokenized in-graph with classic TF Text ops.
+
+    Signature ``serving_default``: ``text`` string [batch] -> ``embedding`` float32 [batch, hidden].
+
+    Args:
+        encoder: The text encoder used for the item texts at training time.
+    """
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        super().__init__(name="item_encoder")
+        self.encoder = encoder
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(text: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"embedding": self.encoder(text)}
+
+        self.serve = serve

@@ -1,0 +1,49 @@
+"""Full-catalog scoring of a trained two-tower model, for the evaluator (a ``Scorer``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec_llm.data.catalog import Catalog
+from tfrec_llm.models.retrieval import TwoTowerModel
+
+
+class TwoTowerScorer:
+    """Scores every catalog item for users given their histories, with a fixed model snapshot.
+
+    The candidate embeddings are computed once, at construction; build a new scorer after
+    the weights change.
+
+    Args:
+        model: The trained model.
+        catalog: The catalog the model was built on.
+        name: Name in reports.
+        batch_size: Users per query-tower call.
+    """
+
+    def __init__(self, model: TwoTowerModel, catalog: Catalog, name: str = "TwoTower", batch_size: int = 1024) -> None:
+        self.name = name
+        self.model = model
+        self.catalog = catalog
+        self.batch_size = batch_size
+        self.candidates = model.all_candidate_embeddings()
+
+    def query_embeddings(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """[n, dim] query embeddings of users (unknown ids use the unknown-user row)."""
+        users = self.catalog.user_index(np.asarray(user_ids, dtype=object)).astype(np.int32)
+        padded = self.catalog.pad_histories(histories, self.model.history_length)
+        out = []
+        for i in range(0, len(users), self.batch_size):
+            out.append(
+                self.model.query_embedding(
+                    tf.constant(users[i : i + self.batch_size]), tf.constant(padded[i : i + self.batch_size])
+                ).numpy()
+            )
+        return np.concatenate(out) if out else np.zeros((0, self.candidates.shape[1]), np.float32)
+
+    def score(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """[n, num_items] dot-product scores, columns in catalog order."""
+        return self.query_embeddings(user_ids, histories) @ self.candidates.T

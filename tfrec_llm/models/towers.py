@@ -1,0 +1,260 @@
+"""The two towers of the retrieval model.
+
+Both towers take integer indices (see ``tfrec_llm.data.catalog``), never strings: the string
+to index mapping lives in the exported serving graph. Lookup tables (id vocabulary index,
+precomputed text embeddings, category multi-hot, user profile) are non-trainable variables, so
+they travel with checkpoints and SavedModels, and a tower's config holds only sizes.
+
+Stages, in order: inputs -> table lookups -> per-feature encoders -> fusion -> L2 normalise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec_llm.errors import ConfigError
+from tfrec_llm.models.layers import MaskedMeanPooling
+
+
+def _regularizer(l2: float) -> keras.regularizers.Regularizer | None:
+    return keras.regularizers.l2(l2) if l2 > 0 else None
+
+
+@keras.utils.register_keras_serializable(package="tfrec_llm")
+class ItemTower(keras.Model):
+    """Maps catalog item indices (any shape) to L2-normalised embeddings [..., embedding_dim].
+
+    Features: the item id embedding (OOV row 0 for items unseen in training), a 2-layer
+    projection of the item's precomputed BERT text embedding, and a linear map of its
+    category multi-hot. Negative indices (padding) give a zero-input embedding; callers mask them.
+
+    Args:
+        num_items: Catalog size.
+        item_vocab_size: Id embedding rows (OOV bucket included).
+        text_dim: Width of the precomputed text embeddings (0 if unused).
+        num_categories: Width of the multi-hot (0 if unused).
+        embedding_dim: Output width.
+        use_ids: Use the id embedding.
+        use_text: Use the text embedding.
+        use_categories: Use the categories.
+        text_projection_dim: Hidden width of the text projection.
+        l2: L2 penalty on the id embedding.
+        id_dropout: Training-time probability of replacing an item's id by the OOV bucket.
+
+    Example:
+        >>> tower = ItemTower(num_items=3, item_vocab_size=3, text_dim=4, num_categories=2)
+        >>> tower.set_tables(np.array([1, 2, 0]), np.ones([3, 4]), np.eye(3, 2))
+        >>> tower(tf.constant([0, 2])).shape
+        TensorShape([2, 64])
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        item_vocab_size: int,
+        text_dim: int = 0,
+        num_categories: int = 0,
+        embedding_dim: int = 64,
+        use_ids: bool = True,
+        use_text: bool = True,
+        use_categories: bool = True,
+        text_projection_dim: int = 128,
+        l2: float = 0.0,
+        id_dropout: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if use_text and text_dim <= 0:
+            raise ConfigError(f"ItemTower: use_text=True needs text_dim > 0, got text_dim={text_dim}")
+        if use_categories and num_categories <= 0:
+            use_categories = False  # the data set has no categorical item fields
+        if not (use_ids or use_text or use_categories):
+            raise ConfigError("ItemTower: use_ids, use_text and use_categories are all false")
+        self.num_items = num_items
+        self.item_vocab_size = item_vocab_size
+        self.text_dim = text_dim
+        self.num_categories = num_categories
+        self.embedding_dim = embedding_dim
+        self.use_ids = use_ids
+        self.use_text = use_text
+        self.use_categories = use_categories
+        self.text_projection_dim = text_projection_dim
+        self.l2 = l2
+        self.id_dropout = id_dropout
+
+        self.id_index = tf.Variable(tf.zeros([num_items], tf.int32), trainable=False, name="id_index")
+        # Only the sublayers of the enabled features exist (unbuilt layers break training).
+        self.id_embedding = (
+            keras.layers.Embedding(
+                item_vocab_size, embedding_dim, embeddings_regularizer=_regularizer(l2), name="item_id_embedding"
+            )
+            if use_ids
+            else None
+        )
+        self.text_table = tf.Variable(tf.zeros([num_items, max(text_dim, 1)]), trainable=False, name="text_table")
+        self.text_projection = (
+            keras.Sequential(
+                [keras.layers.Dense(text_projection_dim, activation="gelu"), keras.layers.Dense(embedding_dim)],
+                name="text_projection",
+            )
+            if use_text
+            else None
+        )
+        self.category_table = tf.Variable(
+            tf.zeros([num_items, max(num_categories, 1)]), trainable=False, name="category_table"
+        )
+        self.category_projection = keras.layers.Dense(embedding_dim, name="category_projection") if use_categories else None
+        n_parts = int(use_ids) + int(use_text) + int(use_categories)
+        self.fusion = keras.layers.Dense(embedding_dim, name="fusion") if n_parts > 1 else None
+
+    def set_tables(
+        self,
+        id_index: np.ndarray,
+        text_embeddings: np.ndarray | None = None,
+        categories: np.ndarray | None = None,
+    ) -> None:
+        """Loads the per-item lookup tables (catalog order)."""
+        self.id_index.assign(np.asarray(id_index, np.int32))
+        if self.use_text:
+            if text_embeddings is None or text_embeddings.shape != (self.num_items, self.text_dim):
+                got = None if text_embeddings is None else text_embeddings.shape
+                raise ConfigError(f"ItemTower.set_tables: text_embeddings shape {got}, expected {(self.num_items, self.text_dim)}")
+            self.text_table.assign(np.asarray(text_embeddings, np.float32))
+        if self.use_categories and categories is not None:
+            self.category_table.assign(np.asarray(categories, np.float32))
+
+    def call(self, item_index: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        item_index = tf.cast(item_index, tf.int32)
+        shape = tf.shape(item_index)
+        flat = tf.reshape(item_index, [-1])
+        safe = tf.maximum(flat, 0)
+        parts = []
+        if self.use_ids:
+            vocab_index = tf.gather(self.id_index, safe)
+            if training and self.id_dropout > 0:
+                drop = tf.random.uniform(tf.shape(vocab_index)) < self.id_dropout
+                vocab_index = tf.where(drop, tf.zeros_like(vocab_index), vocab_index)
+            parts.append(self.id_embedding(vocab_index))
+        if self.use_text:
+            parts.append(self.text_projection(tf.gather(self.text_table, safe)))
+        if self.use_categories:
+            parts.append(self.category_projection(tf.gather(self.category_table, safe)))
+        fused = self.fusion(tf.concat(parts, axis=-1)) if self.fusion is not None else parts[0]
+        out = tf.math.l2_normalize(fused, axis=-1)
+        return tf.reshape(out, tf.concat([shape, [self.embedding_dim]], axis=0))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "num_items": self.num_items,
+            "item_vocab_size": self.item_vocab_size,
+            "text_dim": self.text_dim,
+            "num_categories": self.num_categories,
+            "embedding_dim": self.embedding_dim,
+            "use_ids": self.use_ids,
+            "use_text": self.use_text,
+            "use_categories": self.use_categories,
+            "text_projection_dim": self.text_projection_dim,
+            "l2": self.l2,
+            "id_dropout": self.id_dropout,
+        }
+
+
+@keras.utils.register_keras_serializable(package="tfrec_llm")
+class QueryTower(keras.Model):
+    """Maps a user (index + recent item embeddings) to an L2-normalised [batch, embedding_dim].
+
+    Inputs (a dict): ``user`` [batch] int user index (``num_users`` = unknown user);
+    ``history`` [batch, length, embedding_dim] item-tower embeddings of the recent items;
+    ``history_mask`` [batch, length] bool.
+
+    Args:
+        num_users: Users with a row in the tables (the unknown-user row is added on top).
+        user_vocab_size: Id embedding rows (OOV bucket included).
+        profile_sizes: Vocabulary size of each categorical profile field.
+        embedding_dim: Output width.
+        use_ids: Use the user id embedding.
+        use_profile: Use the profile fields.
+        use_history: Use the pooled history.
+        l2: L2 penalty on the id embedding.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        user_vocab_size: int,
+        profile_sizes: tuple[int, ...] | list[int] = (),
+        embedding_dim: int = 64,
+        use_ids: bool = True,
+        use_profile: bool = True,
+        use_history: bool = True,
+        l2: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        profile_sizes = tuple(int(s) for s in profile_sizes)
+        use_profile = use_profile and bool(profile_sizes)
+        if not (use_ids or use_profile or use_history):
+            raise ConfigError("QueryTower: use_ids, use_profile and use_history are all false")
+        self.num_users = num_users
+        self.user_vocab_size = user_vocab_size
+        self.profile_sizes = profile_sizes
+        self.embedding_dim = embedding_dim
+        self.use_ids = use_ids
+        self.use_profile = use_profile
+        self.use_history = use_history
+        self.l2 = l2
+
+        self.id_index = tf.Variable(tf.zeros([num_users + 1], tf.int32), trainable=False, name="id_index")
+        self.id_embedding = (
+            keras.layers.Embedding(
+                user_vocab_size, embedding_dim, embeddings_regularizer=_regularizer(l2), name="user_id_embedding"
+            )
+            if use_ids
+            else None
+        )
+        self.profile_table = tf.Variable(
+            tf.zeros([num_users + 1, max(len(profile_sizes), 1)], tf.int32), trainable=False, name="profile_table"
+        )
+        self.profile_embeddings = [
+            keras.layers.Embedding(size, 16, name=f"profile_embedding_{i}")
+            for i, size in enumerate(profile_sizes if use_profile else ())
+        ]
+        self.pool = MaskedMeanPooling()
+        self.mlp = keras.Sequential(
+            [keras.layers.Dense(2 * embedding_dim, activation="gelu"), keras.layers.Dense(embedding_dim)],
+            name="query_mlp",
+        )
+
+    def set_tables(self, id_index: np.ndarray, profile: np.ndarray | None = None) -> None:
+        """Loads the per-user lookup tables (user-index order, unknown-user row last)."""
+        self.id_index.assign(np.asarray(id_index, np.int32))
+        if self.use_profile and profile is not None:
+            self.profile_table.assign(np.asarray(profile, np.int32))
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
+        user = tf.clip_by_value(tf.cast(inputs["user"], tf.int32), 0, self.num_users)
+        parts = []
+        if self.use_ids:
+            parts.append(self.id_embedding(tf.gather(self.id_index, user)))
+        if self.use_profile:
+            profile = tf.gather(self.profile_table, user)
+            parts.extend(emb(profile[:, i]) for i, emb in enumerate(self.profile_embeddings))
+        if self.use_history:
+            parts.append(self.pool(inputs["history"], inputs["history_mask"]))
+        return tf.math.l2_normalize(self.mlp(tf.concat(parts, axis=-1)), axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "num_users": self.num_users,
+            "user_vocab_size": self.user_vocab_size,
+            "profile_sizes": list(self.profile_sizes),
+            "embedding_dim": self.embedding_dim,
+            "use_ids": self.use_ids,
+            "use_profile": self.use_profile,
+            "use_history": self.use_history,
+            "l2": self.l2,
+        }

@@ -134,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_subcommands(sub)
+    try:
+        from tfrec_llm.cli.tune_commands import add_subcommands as add_tune_subcommands
+    except ImportError:  # pragma: no cover - keras-tuner missing
+        pass
+    else:
+        add_tune_subcommands(sub)
+    try:
+        from tfrec_llm.cli.benchmark_commands import add_subcommands as add_benchmark_subcommands
+    except ImportError:  # pragma: no cover - benchmark helpers missing
+        pass
+    else:
+        add_benchmark_subcommands(sub)
     return parser
 
 

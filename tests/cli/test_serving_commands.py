@@ -1,0 +1,247 @@
+"""Tests of tfrec_llm.cli.serving_commands: parsing, check-servable and query end to end."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+import tfrec_llm  # noqa: F401
+from tfrec_llm.cli.serving_commands import (
+    add_subcommands,
+    check_servable_command,
+    query_command,
+    serve_command,
+)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="tfrec-llm")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_each_command_parses_with_defaults():
+    parser = _parser()
+    serve = parser.parse_args(["serve", "--model-config", "exports/models.config"])
+    assert (serve.handler, serve.port, serve.rest_port, serve.poll_interval) == (
+        serve_command,
+        8500,
+        8501,
+        1.0,
+    )
+    assert serve.model_base_path is None and serve.host == "127.0.0.1" and serve.verbose == 0
+    serve = parser.parse_args(
+        [
+            "serve",
+            "--model-base-path",
+            "exports/retrieval",
+            "--model-name",
+            "r",
+            "--port",
+            "0",
+            "--rest-port",
+            "0",
+            "--poll-interval",
+            "0.5",
+        ]
+    )
+    assert (serve.model_base_path, serve.model_name, serve.port, serve.rest_port) == (
+        "exports/retrieval",
+        "r",
+        0,
+        0,
+    )
+    query = parser.parse_args(
+        [
+            "query",
+            "--user",
+            "1",
+            "--user",
+            "2",
+            "--k",
+            "5",
+            "--rest",
+            "--titles-from-dataset",
+            "movielens_100k",
+        ]
+    )
+    assert (query.handler, query.user, query.k, query.rest, query.port) == (
+        query_command,
+        ["1", "2"],
+        5,
+        True,
+        None,
+    )
+    assert query.model_name == "retrieval" and query.titles_from_dataset == "movielens_100k"
+    check = parser.parse_args(["check-servable", "a/1", "b/2"])
+    assert (check.handler, check.version_dirs) == (check_servable_command, ["a/1", "b/2"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve"],
+        ["serve", "--model-config", "c", "--model-base-path", "d"],
+        ["query"],
+        ["check-servable"],
+    ],
+)
+def test_invalid_command_lines_exit_with_usage(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args(argv)
+    assert info.value.code == 2
+    assert "usage: tfrec-llm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        ("serve", "tensorflow/serving"),
+        ("query", "--titles-from-dataset"),
+        ("check-servable", "Exit code 0"),
+    ],
+)
+def test_help_is_helpful(command, text, capsys):
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args([command, "--help"])
+    assert info.value.code == 0
+    assert text in capsys.readouterr().out
+
+
+def _save(path, fn):
+    class M(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": fn(x)}
+
+    module = M()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return str(path)
+
+
+def test_check_servable_exit_codes_and_op_table(tmp_path, capsys):
+    good = _save(tmp_path / "good" / "1", lambda x: x * 2.0)
+    bad = _save(tmp_path / "bad" / "1", lambda x: tf.py_function(lambda v: v, [x], tf.float32))
+    parser = _parser()
+    args = parser.parse_args(["check-servable", good])
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert "Mul" in out and "OK: all" in out
+    assert check_servable_command(parser.parse_args(["check-servable", good, bad])) == 1
+    captured = capsys.readouterr()
+    assert "EagerPyFunc" in captured.out and "NOT SERVABLE" in captured.err
+    assert "EagerPyFunc" in captured.err
+    assert check_servable_command(parser.parse_args(["check-servable", str(tmp_path)])) == 1
+    assert "has no saved_model.pb" in capsys.readouterr().err
+
+
+def _save_retrieval_fixture(version_dir):
+    """Saves tests/serving/retrieval_fixture.py's model (loaded by path: importlib mode)."""
+    path = Path(__file__).resolve().parents[1] / "serving" / "retrieval_fixture.py"
+    spec = importlib.util.spec_from_file_location("retrieval_fixture_cli", path)
+    fixture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixture)
+    fixture.save_retrieval_fixture(str(version_dir), 1)
+
+
+def test_query_prints_rankings_from_a_running_server(tmp_path, capsys):
+    from tfrec_llm.serving.local_server import LocalModelServer
+
+    _save_retrieval_fixture(tmp_path / "retrieval" / "1")
+    with LocalModelServer(
+        model_base_path=str(tmp_path / "retrieval"), port=0, rest_port=0
+    ) as server:
+        parser = _parser()
+        grpc_args = parser.parse_args(
+            [
+                "query",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(server.grpc_port),
+                "--user",
+                "1",
+                "--k",
+                "2",
+            ]
+        )
+        assert query_command(grpc_args) == 0
+        grpc_out = capsys.readouterr().out
+        rest_args = parser.parse_args(
+            [
+                "query",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(server.rest_port),
+                "--rest",
+                "--user",
+                "1",
+                "--k",
+                "2",
+            ]
+        )
+        assert query_command(rest_args) == 0
+        rest_out = capsys.readouterr().out
+    # by hand: user 1's two best items are 10 (0.9 + 10) and 50 (0.7 + 10)
+    assert grpc_out.splitlines() == [
+        "user 1:",
+        "    1.       10    10.9000",
+        "    2.       50    10.7000",
+    ]
+    assert rest_out == grpc_out
+
+
+def test_serve_in_a_subprocess_answers_both_apis_and_stops_on_ctrl_c(tmp_path):
+    from tfrec_llm.serving.grpc_client import GrpcClient
+    from tfrec_llm.serving.rest_client import RestClient
+
+    _save_retrieval_fixture(tmp_path / "retrieval" / "1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        rest_port = s.getsockname()[1]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tfrec_llm.cli.main",
+            "serve",
+            "--model-base-path",
+            str(tmp_path / "retrieval"),
+            "--port",
+            "0",
+            "--rest-port",
+            str(rest_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"gRPC on 127\.0\.0\.1:(\d+), REST on 127\.0\.0\.1:(\d+)", line)
+        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert int(match.group(2)) == rest_port
+        with GrpcClient("127.0.0.1", int(match.group(1))) as client:
+            assert client.status() == [(1, "AVAILABLE")]
+        assert RestClient(f"http://127.0.0.1:{rest_port}").recommend(["1"], k=1) == [
+            [("10", pytest.approx(10.9))]
+        ]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,222 @@
+"""``tfrec-llm serve | query | check-servable``: the TF Serving side of the command line.
+
+``tfrec_llm.cli.main.build_parser`` calls :func:`add_subcommands`; each command stores its
+implementation in ``args.handler``, which returns the process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["add_subcommands", "check_servable_command", "query_command", "serve_command"]
+
+_SERVE_EPILOG = """\
+examples:
+  tfrec-llm serve --model-config exports/models.config
+  tfrec-llm serve --model-base-path exports/retrieval --model-name retrieval --port 8500
+
+This is tfrec_llm's local TF Serving-compatible server (tests, laptops). Production runs the
+same export folder in the official tensorflow/serving image: see serving/README.md.
+"""
+
+_QUERY_EPILOG = """\
+examples:
+  tfrec-llm query --user 1 --user 2 --k 5
+  tfrec-llm query --rest --port 8501 --user 1 --titles-from-dataset movielens_100k
+"""
+
+_CHECK_EPILOG = """\
+examples:
+  tfrec-llm check-servable exports/retrieval/1700000000 exports/item_encoder/1700000000
+
+Exit code 0 when every op is registered by the stock tensorflow_model_server (core TensorFlow +
+classic TF Text kernels), 1 otherwise (PyFunc, FastBert*/FastWordpiece*, Scann*, custom ops).
+"""
+
+
+def _verbosity(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+    )
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Registers ``serve``, ``query`` and ``check-servable`` on an argparse subparsers object.
+
+    Args:
+        subparsers: The object returned by ``ArgumentParser.add_subparsers()``.
+    """
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "serve",
+        help="serve exported models over TF Serving's gRPC and REST APIs (local server)",
+        description="Serve SavedModel version folders with tfrec_llm's LocalModelServer: TF "
+        "Serving's PredictionService/ModelService over gRPC and its REST API, latest-version "
+        "policy, hot swap of new versions (loaded and warmed up before the switch).",
+        epilog=_SERVE_EPILOG,
+        formatter_class=fmt,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model-config", metavar="FILE", help="ModelServerConfig text proto (models.config)"
+    )
+    source.add_argument(
+        "--model-base-path",
+        metavar="DIR",
+        help="folder holding integer version folders of one model",
+    )
+    p.add_argument(
+        "--model-name",
+        default="retrieval",
+        help="model name with --model-base-path (default retrieval)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, default=8500, help="gRPC port (default 8500; 0 = any free port)"
+    )
+    p.add_argument(
+        "--rest-port", type=int, default=8501, help="REST port (default 8501; 0 = no REST API)"
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between scans for new versions (default 1)",
+    )
+    _verbosity(p)
+    p.set_defaults(handler=serve_command)
+
+    p = subparsers.add_parser(
+        "query",
+        help="ask a running model server for top-K recommendations",
+        description="Call the retrieval model of a running TF Serving (or tfrec-llm serve) over "
+        "gRPC (default) or REST and print the top-K items per user.",
+        epilog=_QUERY_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("--host", default="localhost", help="server host (default localhost)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="server port (default 8500 for gRPC, 8501 with --rest)",
+    )
+    p.add_argument("--model-name", default="retrieval", help="model name (default retrieval)")
+    p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
+    p.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="per-request timeout (default 5)",
+    )
+    p.add_argument(
+        "--titles-from-dataset",
+        choices=["movielens_100k"],
+        default=None,
+        help="print item titles read from this data set",
+    )
+    _verbosity(p)
+    p.set_defaults(handler=query_command)
+
+    p = subparsers.add_parser(
+        "check-servable",
+        help="list the ops of SavedModels and check them against stock TF Serving",
+        description="Print every op of each SavedModel (graph and function library) with its "
+        "category, and fail when an op is not registered by the stock tensorflow_model_server.",
+        epilog=_CHECK_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "version_dirs", nargs="+", metavar="VERSION_DIR", help="SavedModel version folder(s)"
+    )
+    _verbosity(p)
+    p.set_defaults(handler=check_servable_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """``tfrec-llm serve``: blocks until Ctrl-C."""
+    from tfrec_llm.serving.local_server import LocalModelServer
+
+    rest_port = None if args.rest_port == 0 else args.rest_port
+    common = {
+        "grpc_port": args.port,
+        "rest_port": rest_port,
+        "host": args.host,
+        "poll_interval_s": args.poll_interval,
+    }
+    if args.model_config:
+        server = LocalModelServer.from_config_file(args.model_config, **common)
+    else:
+        server = LocalModelServer.from_base_path(args.model_name, args.model_base_path, **common)
+    server.start()
+    rest = f"REST on {args.host}:{server.rest_port}" if server.rest_port else "REST off"
+    print(
+        f"tfrec-llm serve: gRPC on {args.host}:{server.grpc_port}, {rest} (Ctrl-C stops)",
+        flush=True,
+    )
+    server.serve_forever()
+    return 0
+
+
+def _titles(dataset_name: str) -> dict[str, str]:
+    from tfrec_llm.data.readers import read_movielens_100k
+
+    if dataset_name != "movielens_100k":  # argparse choices make this unreachable
+        raise ValueError(dataset_name)
+    items = read_movielens_100k().items
+    return dict(zip(items["item_id"].astype(str), items["title"].astype(str), strict=True))
+
+
+def query_command(args: argparse.Namespace) -> int:
+    """``tfrec-llm query``: prints a ranked table per user."""
+    if args.rest:
+        from tfrec_llm.serving.rest_client import RestClient
+
+        port = args.port or 8501
+        client: Any = RestClient(
+            f"http://{args.host}:{port}", args.model_name, timeout_s=args.timeout
+        )
+    else:
+        from tfrec_llm.serving.grpc_client import GrpcClient
+
+        client = GrpcClient(args.host, args.port or 8500, args.model_name, timeout_s=args.timeout)
+    answers = client.recommend(args.user, k=args.k)
+    titles = _titles(args.titles_from_dataset) if args.titles_from_dataset else {}
+    for user, answer in zip(args.user, answers, strict=True):
+        print(f"user {user}:")
+        for rank, (item, score) in enumerate(answer, start=1):
+            title = f"  {titles.get(item, '?')}" if titles else ""
+            print(f"  {rank:>3}. {item:>8}  {score:9.4f}{title}")
+    return 0
+
+
+def check_servable_command(args: argparse.Namespace) -> int:
+    """``tfrec-llm check-servable``: exit code 1 when any folder has an unservable op."""
+    from tfrec_llm.errors import ExportError
+    from tfrec_llm.export.op_scan import check_servable, scan_saved_model
+
+    failed = False
+    for path in args.version_dirs:
+        print(f"== {path}")
+        try:
+            result = scan_saved_model(path)
+        except ExportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        print(result.table())
+        if result.ok:
+            print(f"OK: all {len(result.all_ops)} op types are servable by stock TF Serving")
+            continue
+        failed = True
+        try:
+            check_servable(path)
+        except ExportError as exc:
+            print(f"NOT SERVABLE: {exc}", file=sys.stderr)
+    return 1 if failed else 0

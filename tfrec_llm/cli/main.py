@@ -14,7 +14,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-import tfrec_llm  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+# Quiet TensorFlow's C++ start-up logging unless the user asked for it (before TF loads).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tfrec_llm  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
 logger = logging.getLogger("tfrec_llm")
 
@@ -153,7 +156,6 @@ def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tfrec_llm").setLevel(logging.INFO if verbosity == 0 else level)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,18 +8,23 @@ real requests, so the server's first real request does not pay for graph initial
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.export.op_scan import check_servable
-from tfrec_llm.export.saved_model import write_saved_model
+from tfrec_llm.export.saved_model import next_version, write_saved_model
 from tfrec_llm.export.serving_module import ItemEncoderModule, RetrievalModule
 from tfrec_llm.export.warmup import write_warmup_requests
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.serving.model_config import write_models_config
+
+if TYPE_CHECKING:
+    from tfrec_llm.text.encoder import TextEncoder
 
 RETRIEVAL = "retrieval"
 ITEM_ENCODER = "item_encoder"
@@ -63,12 +68,22 @@ def export_retrieval(
 
 
 def export_item_encoder(
-    cfg: ExperimentConfig, model_path: str, sample_texts: Sequence[str], export_dir: str, version: int | None = None
+    cfg: ExperimentConfig,
+    model_path: str,
+    sample_texts: Sequence[str],
+    export_dir: str,
+    version: int | None = None,
+    encoder: TextEncoder | None = None,
 ) -> str:
-    """Publishes the item-text encoder SavedModel (in-graph tokenization); returns its folder."""
-    from tfrec_llm.text.encoder import TextEncoder
+    """Publishes the item-text encoder SavedModel (in-graph tokenization); returns its folder.
 
-    encoder = TextEncoder(model_path, max_length=cfg.text.max_length, pooling=cfg.text.pooling)
+    ``encoder`` is the (fine-tuned) TextEncoder to export; None loads the pretrained one from
+    ``model_path``.
+    """
+    if encoder is None:
+        from tfrec_llm.text.encoder import TextEncoder
+
+        encoder = TextEncoder(model_path, max_length=cfg.text.max_length, pooling=cfg.text.pooling)
     module = ItemEncoderModule(encoder)
     warmup = [{"text": np.asarray(list(sample_texts)[:8], dtype=object).astype(bytes)}]
     return write_saved_model(
@@ -90,12 +105,21 @@ def export_all(
     text_model_path: str | None,
     sample_texts: Sequence[str] = (),
     version: int | None = None,
+    text_encoder: TextEncoder | None = None,
 ) -> ExportResult:
-    """Publishes retrieval (and item_encoder when a text model is given) and models.config."""
+    """Publishes retrieval (and item_encoder when a text model is given) and models.config.
+
+    Both models get the same version number, so a deployment can be traced to one export.
+    Pass the model's fine-tuned encoder (``model.item_tower.text_encoder``) as ``text_encoder``
+    so that item_encoder serves the fine-tuned weights.
+    """
+    if version is None:
+        version = max(next_version(os.path.join(export_dir, RETRIEVAL)), next_version(os.path.join(export_dir, ITEM_ENCODER)))
     retrieval = export_retrieval(cfg, model, catalog, histories, export_dir, version)
     encoder = None
-    if text_model_path:
-        encoder = export_item_encoder(cfg, text_model_path, sample_texts, export_dir, version)
+    if text_model_path or text_encoder is not None:
+        path = text_model_path or text_encoder.model_path  # type: ignore[union-attr]
+        encoder = export_item_encoder(cfg, path, sample_texts, export_dir, version, text_encoder)
     names = [RETRIEVAL] + ([ITEM_ENCODER] if encoder else [])
     config = write_models_config(export_dir, names)
     return ExportResult(retrieval, encoder, config)

@@ -1,0 +1,1 @@
+"""tfrec_llm.text."""

@@ -65,6 +65,10 @@ class TextConfig:
         pooling: ``mean`` (sentence-transformers) or ``cls``.
         cache_dir: Embedding cache folder; empty = ``<train.model_dir>/text_cache``.
         batch_size: Texts per encoder batch when precomputing item embeddings.
+        fine_tune_layers: 0 = frozen BERT: item text embeddings are precomputed once and
+            looked up (fast; the default). N > 0 = the top N transformer layers are trained
+            with the towers (BERT runs inside the item tower every step; slow on CPU, see
+            docs/fine_tuning.md). -1 = all layers and the embeddings.
     """
 
     model_path: str = ""
@@ -73,6 +77,7 @@ class TextConfig:
     pooling: str = "mean"
     cache_dir: str = ""
     batch_size: int = 128
+    fine_tune_layers: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +178,80 @@ class ExportConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class HyperParameterSpec:
+    """One dimension of a hyperparameter search space (``tune.space`` entries).
+
+    Attributes:
+        name: Dotted config field it sets, ``model.<field>`` or ``train.<field>``.
+        type: ``int`` or ``float`` (a range), ``choice`` (one of ``values``) or ``bool``.
+        min: Lower bound of a range (inclusive).
+        max: Upper bound of a range (inclusive).
+        step: Grid step of a range; 0 = continuous (float) or 1 (int).
+        sampling: How a range is sampled: ``linear``, ``log`` or ``reverse_log``.
+        values: ``choice`` values, written as they would be in ``--set``; each is parsed to
+            the type of the field (``"64"`` -> 64 for ``model.embedding_dim``).
+    """
+
+    name: str = ""
+    type: str = "float"
+    min: float = 0.0
+    max: float = 0.0
+    step: float = 0.0
+    sampling: str = "linear"
+    values: tuple[str, ...] = ()
+
+
+def _default_space() -> tuple[HyperParameterSpec, ...]:
+    spec = HyperParameterSpec
+    return (
+        spec("model.embedding_dim", "choice", values=("32", "64", "128")),
+        spec("train.learning_rate", "float", min=0.0003, max=0.01, sampling="log"),
+        spec("train.optimizer", "choice", values=("adam", "adagrad")),
+        spec("model.temperature", "float", min=0.02, max=0.5, sampling="log"),
+        spec("model.l2", "choice", values=("0.0", "1e-6", "1e-5", "1e-4")),
+        spec("model.text_projection_dim", "choice", values=("64", "128", "256")),
+        spec("model.history_length", "choice", values=("10", "20", "50")),
+        spec("model.id_dropout", "float", min=0.0, max=0.5, step=0.1),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """Hyperparameter search (``tfrec-llm tune``, KerasTuner).
+
+    Every trial trains the two-tower model with the values it draws set on the fields named in
+    ``space`` and is scored by ``objective`` on VALID (full ranking, the evaluator of
+    ``tfrec_llm.evaluation``), with early stopping on the same metric.
+
+    Attributes:
+        algorithm: ``random`` (RandomSearch), ``hyperband`` or ``bayesian``
+            (BayesianOptimization).
+        max_trials: Trials to run (random, bayesian). Hyperband's number of trials follows
+            from ``train.epochs`` (its max epochs), ``hyperband_factor`` and
+            ``hyperband_iterations`` instead.
+        objective: VALID metric to maximise, ``<ndcg|hr|recall>@<k>`` (k is added to the
+            cut-offs evaluated in trials when ``eval.ks`` lacks it).
+        protocol: Split protocol of the search (``loo`` = EVALUATION.md protocol A).
+        executions: Trainings per trial (seeds ``train.seed + i``); the score is their mean.
+        hyperband_factor: Hyperband's reduction factor.
+        hyperband_iterations: Hyperband iterations (full sweeps over the brackets).
+        bayesian_initial_points: Random trials before the Gaussian process takes over;
+            0 = KerasTuner's default (3 per hyperparameter).
+        space: The hyperparameters and their ranges.
+    """
+
+    algorithm: str = "random"
+    max_trials: int = 10
+    objective: str = "ndcg@10"
+    protocol: str = "loo"
+    executions: int = 1
+    hyperband_factor: int = 3
+    hyperband_iterations: int = 1
+    bayesian_initial_points: int = 0
+    space: tuple[HyperParameterSpec, ...] = dataclasses.field(default_factory=_default_space)
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Everything one experiment needs, as plain data."""
 
@@ -183,6 +262,7 @@ class ExperimentConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -218,13 +298,119 @@ def _validate(cfg: ExperimentConfig) -> None:
         (cfg.text.pooling in ("mean", "cls"), f"text.pooling={cfg.text.pooling!r}; expected mean or cls"),
         (2 <= cfg.text.max_length <= 512, f"text.max_length={cfg.text.max_length}; expected 2..512"),
         (
+            cfg.text.fine_tune_layers >= -1,
+            f"text.fine_tune_layers={cfg.text.fine_tune_layers}; expected -1 (all), 0 (frozen) or N > 0",
+        ),
+        (
             1 <= cfg.export.default_k <= cfg.export.max_k,
             f"export.default_k={cfg.export.default_k}, max_k={cfg.export.max_k}; expected 1 <= default_k <= max_k",
         ),
     ]
+    checks += _tune_checks(cfg)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+_ALGORITHMS = ("random", "hyperband", "bayesian")
+_HP_TYPES = ("int", "float", "choice", "bool")
+_SAMPLINGS = ("linear", "log", "reverse_log")
+_TUNABLE_SECTIONS = ("model", "train")
+_UNTUNABLE = ("train.model_dir", "train.monitor")
+
+
+def _tune_checks(cfg: ExperimentConfig) -> list[tuple[bool, str]]:
+    """Checks of the ``tune`` section: algorithm, objective and every search-space entry."""
+    tune = cfg.tune
+    metric, _, k = tune.objective.partition("@")
+    checks: list[tuple[bool, str]] = [
+        (
+            tune.algorithm in _ALGORITHMS,
+            f"tune.algorithm={tune.algorithm!r}; expected one of {_ALGORITHMS}",
+        ),
+        (tune.max_trials > 0, f"tune.max_trials={tune.max_trials}; expected > 0"),
+        (
+            metric in ("ndcg", "hr", "recall") and k.isdigit() and int(k) > 0,
+            f"tune.objective={tune.objective!r}; expected ndcg@k, hr@k or recall@k with k > 0, "
+            "e.g. 'ndcg@10'",
+        ),
+        (
+            tune.protocol in _PROTOCOLS,
+            f"tune.protocol={tune.protocol!r}; expected one of {_PROTOCOLS}",
+        ),
+        (tune.executions > 0, f"tune.executions={tune.executions}; expected > 0"),
+        (
+            tune.hyperband_factor >= 2,
+            f"tune.hyperband_factor={tune.hyperband_factor}; expected >= 2",
+        ),
+        (
+            tune.hyperband_iterations > 0,
+            f"tune.hyperband_iterations={tune.hyperband_iterations}; expected > 0",
+        ),
+        (
+            tune.bayesian_initial_points >= 0,
+            f"tune.bayesian_initial_points={tune.bayesian_initial_points}; expected >= 0",
+        ),
+        (bool(tune.space), "tune.space is empty; list at least one hyperparameter to search"),
+    ]
+    names = [spec.name for spec in tune.space]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    repeated = f"tune.space names {duplicates} more than once; each field may appear once"
+    checks.append((not duplicates, repeated))
+    for i, spec in enumerate(tune.space):
+        checks += _spec_checks(cfg, spec, f"tune.space[{i}] ({spec.name or 'no name'})")
+    return checks
+
+
+def _spec_checks(
+    cfg: ExperimentConfig, spec: HyperParameterSpec, where: str
+) -> list[tuple[bool, str]]:
+    """Checks of one ``tune.space`` entry against the config field it names."""
+    section, _, field = spec.name.partition(".")
+    section_type = type(getattr(cfg, section)) if section in _TUNABLE_SECTIONS else None
+    fields = [f.name for f in dataclasses.fields(section_type)] if section_type else []
+    if field not in fields or spec.name in _UNTUNABLE:
+        message = (
+            f"{where}: name={spec.name!r} is not a tunable field; expected <section>.<field> with "
+            f"section in {_TUNABLE_SECTIONS} (not {_UNTUNABLE}), e.g. 'model.embedding_dim'"
+        )
+        return [(False, message)]
+    annotation = _field_types(section_type)[field]
+    if spec.type not in _HP_TYPES:
+        return [(False, f"{where}: type={spec.type!r}; expected one of {_HP_TYPES}")]
+    if spec.type == "choice":
+        checks = [(bool(spec.values), f"{where}: type 'choice' needs a non-empty values list")]
+        for value in spec.values:
+            try:
+                _coerce(value, annotation, spec.name)
+            except ConfigError as e:
+                checks.append((False, f"{where}: choice value {value!r} does not fit ({e})"))
+        return checks
+    expected = {"int": int, "float": float, "bool": bool}[spec.type]
+    if annotation is not expected:
+        kind = getattr(annotation, "__name__", annotation)
+        message = (
+            f"{where}: type={spec.type!r} but {spec.name} is {kind}; "
+            "use type 'choice' or the field's type"
+        )
+        return [(False, message)]
+    if spec.type == "bool":
+        return []
+    bounds = (spec.min, spec.max, spec.step)
+    integral = spec.type != "int" or all(float(v).is_integer() for v in bounds)
+    return [
+        (spec.min < spec.max, f"{where}: min={spec.min}, max={spec.max}; expected min < max"),
+        (spec.step >= 0, f"{where}: step={spec.step}; expected >= 0 (0 = no grid)"),
+        (integral, f"{where}: type 'int' needs integer min, max and step; got {bounds}"),
+        (
+            spec.sampling in _SAMPLINGS,
+            f"{where}: sampling={spec.sampling!r}; expected one of {_SAMPLINGS}",
+        ),
+        (
+            spec.sampling == "linear" or spec.min > 0,
+            f"{where}: sampling={spec.sampling!r} needs min > 0; got min={spec.min}",
+        ),
+    ]
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -313,7 +499,14 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         if dataclasses.is_dataclass(value):
             out[f.name] = config_to_dict(value)
         elif isinstance(value, tuple):
-            out[f.name] = [list(v) if isinstance(v, tuple) else v for v in value]
+            out[f.name] = [
+                config_to_dict(v)
+                if dataclasses.is_dataclass(v)
+                else list(v)
+                if isinstance(v, tuple)
+                else v
+                for v in value
+            ]
         else:
             out[f.name] = value
     return out

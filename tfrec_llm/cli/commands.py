@@ -133,8 +133,18 @@ def _export(cfg: ExperimentConfig, prepared: Any, variant: str, export_dir: str,
 
     model, _ = load_or_train(cfg, prepared, variant, _model_dir(cfg, prepared.split.protocol, variant), verbose=verbose)
     text_path = text_model_path(cfg.text) if variant != "id" else None
+    # The fine-tuned TextEncoder (None when BERT is frozen) is what item_encoder must serve.
+    fine_tuned = model.item_tower.text_encoder if variant != "id" else None
     return export_all(
-        cfg, model, prepared.catalog, _histories(prepared), export_dir, text_path, prepared.item_texts, version
+        cfg,
+        model,
+        prepared.catalog,
+        _histories(prepared),
+        export_dir,
+        text_path,
+        prepared.item_texts,
+        version,
+        text_encoder=fine_tuned,
     )
 
 

@@ -32,6 +32,12 @@ class ItemTower(keras.Model):
     projection of the item's precomputed BERT text embedding, and a linear map of its
     category multi-hot. Negative indices (padding) give a zero-input embedding; callers mask them.
 
+    With ``fine_tune_layers != 0`` (and ``use_text``) the text part is computed by a
+    ``TextEncoder`` sublayer instead: the item's token ids and attention mask are gathered from
+    two non-trainable tables and run through BERT, whose top ``fine_tune_layers`` transformer
+    layers (-1 = all) train with the towers. Each call pads the gathered tokens only to the
+    longest text among its items.
+
     Args:
         num_items: Catalog size.
         item_vocab_size: Id embedding rows (OOV bucket included).
@@ -44,6 +50,12 @@ class ItemTower(keras.Model):
         text_projection_dim: Hidden width of the text projection.
         l2: L2 penalty on the id embedding.
         id_dropout: Training-time probability of replacing an item's id by the OOV bucket.
+        text_model_path: BERT folder of the fine-tuned text encoder (fine-tuning only).
+        text_max_length: Width of the token tables (tokens per text, [CLS] and [SEP] included).
+        text_pooling: ``mean`` or ``cls`` pooling of the fine-tuned encoder.
+        fine_tune_layers: 0 = use the precomputed text table (frozen BERT); N > 0 = fine-tune
+            the top N transformer layers; -1 = fine-tune all of BERT. With fine-tuning,
+            ``text_dim`` may be 0 (it becomes BERT's hidden size).
 
     Example:
         >>> tower = ItemTower(num_items=3, item_vocab_size=3, text_dim=4, num_categories=2)
@@ -65,9 +77,18 @@ class ItemTower(keras.Model):
         text_projection_dim: int = 128,
         l2: float = 0.0,
         id_dropout: float = 0.0,
+        text_model_path: str = "",
+        text_max_length: int = 64,
+        text_pooling: str = "mean",
+        fine_tune_layers: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        text_encoder = None
+        if use_text and fine_tune_layers != 0:
+            text_encoder, text_dim = _fine_tuned_encoder(
+                text_model_path, text_max_length, text_pooling, fine_tune_layers, text_dim
+            )
         if use_text and text_dim <= 0:
             raise ConfigError(f"ItemTower: use_text=True needs text_dim > 0, got text_dim={text_dim}")
         if use_categories and num_categories <= 0:
@@ -85,6 +106,10 @@ class ItemTower(keras.Model):
         self.text_projection_dim = text_projection_dim
         self.l2 = l2
         self.id_dropout = id_dropout
+        self.text_model_path = text_model_path
+        self.text_max_length = text_max_length
+        self.text_pooling = text_pooling
+        self.fine_tune_layers = fine_tune_layers
 
         self.id_index = tf.Variable(tf.zeros([num_items], tf.int32), trainable=False, name="id_index")
         # Only the sublayers of the enabled features exist (unbuilt layers break training).
@@ -95,7 +120,8 @@ class ItemTower(keras.Model):
             if use_ids
             else None
         )
-        self.text_table = tf.Variable(tf.zeros([num_items, max(text_dim, 1)]), trainable=False, name="text_table")
+        table_dim = max(text_dim, 1) if text_encoder is None else 1  # unused when fine-tuning
+        self.text_table = tf.Variable(tf.zeros([num_items, table_dim]), trainable=False, name="text_table")
         self.text_projection = (
             keras.Sequential(
                 [keras.layers.Dense(text_projection_dim, activation="gelu"), keras.layers.Dense(embedding_dim)],
@@ -110,16 +136,35 @@ class ItemTower(keras.Model):
         self.category_projection = keras.layers.Dense(embedding_dim, name="category_projection") if use_categories else None
         n_parts = int(use_ids) + int(use_text) + int(use_categories)
         self.fusion = keras.layers.Dense(embedding_dim, name="fusion") if n_parts > 1 else None
+        # Fine-tuning only (frozen towers keep exactly their former weights and checkpoints).
+        self.text_encoder = text_encoder
+        self.text_token_ids: tf.Variable | None = None
+        self.text_attention_mask: tf.Variable | None = None
+        if text_encoder is not None:
+            zeros = tf.zeros([num_items, text_max_length], tf.int32)
+            self.text_token_ids = tf.Variable(zeros, trainable=False, name="text_token_ids")
+            self.text_attention_mask = tf.Variable(
+                zeros, trainable=False, name="text_attention_mask"
+            )
 
     def set_tables(
         self,
         id_index: np.ndarray,
         text_embeddings: np.ndarray | None = None,
         categories: np.ndarray | None = None,
+        token_ids: np.ndarray | None = None,
+        attention_mask: np.ndarray | None = None,
     ) -> None:
-        """Loads the per-item lookup tables (catalog order)."""
+        """Loads the per-item lookup tables (catalog order).
+
+        A fine-tuned tower needs ``token_ids`` and ``attention_mask`` ([num_items,
+        text_max_length] ints, right-padded) and ignores ``text_embeddings``; a frozen one needs
+        ``text_embeddings`` and ignores the tokens.
+        """
         self.id_index.assign(np.asarray(id_index, np.int32))
-        if self.use_text:
+        if self.text_encoder is not None:
+            self._set_token_tables(token_ids, attention_mask)
+        elif self.use_text:
             if text_embeddings is None or text_embeddings.shape != (self.num_items, self.text_dim):
                 got = None if text_embeddings is None else text_embeddings.shape
                 raise ConfigError(f"ItemTower.set_tables: text_embeddings shape {got}, expected {(self.num_items, self.text_dim)}")
@@ -140,7 +185,11 @@ class ItemTower(keras.Model):
                 vocab_index = tf.where(drop, tf.zeros_like(vocab_index), vocab_index)
             parts.append(self.id_embedding(vocab_index))
         if self.use_text:
-            parts.append(self.text_projection(tf.gather(self.text_table, safe)))
+            if self.text_encoder is not None:
+                text = self._encode_text(safe, training)
+            else:
+                text = tf.gather(self.text_table, safe)
+            parts.append(self.text_projection(text))
         if self.use_categories:
             parts.append(self.category_projection(tf.gather(self.category_table, safe)))
         fused = self.fusion(tf.concat(parts, axis=-1)) if self.fusion is not None else parts[0]
@@ -160,7 +209,63 @@ class ItemTower(keras.Model):
             "text_projection_dim": self.text_projection_dim,
             "l2": self.l2,
             "id_dropout": self.id_dropout,
+            "text_model_path": self.text_model_path,
+            "text_max_length": self.text_max_length,
+            "text_pooling": self.text_pooling,
+            "fine_tune_layers": self.fine_tune_layers,
         }
+
+    def _set_token_tables(
+        self, token_ids: np.ndarray | None, attention_mask: np.ndarray | None
+    ) -> None:
+        expected = (self.num_items, self.text_max_length)
+        for name, table in (("token_ids", token_ids), ("attention_mask", attention_mask)):
+            got = None if table is None else np.shape(table)
+            if got != expected:
+                raise ConfigError(
+                    f"ItemTower.set_tables: {name} shape {got}, expected {expected}; "
+                    f"fine_tune_layers={self.fine_tune_layers} needs the tokenized item texts "
+                    "(tfrec_llm.training.experiment.tokenize_item_texts)"
+                )
+        assert self.text_token_ids is not None and self.text_attention_mask is not None
+        self.text_token_ids.assign(np.asarray(token_ids, np.int32))
+        self.text_attention_mask.assign(np.asarray(attention_mask, np.int32))
+
+    def _encode_text(self, items: tf.Tensor, training: bool | None) -> tf.Tensor:
+        """[n] catalog indices -> [n, text_dim] fine-tuned BERT embeddings of their texts."""
+        assert self.text_encoder is not None and self.text_token_ids is not None
+        ids = tf.gather(self.text_token_ids, items)
+        mask = tf.gather(self.text_attention_mask, items)
+        # Tokens are right-padded: cut the columns that are padding for every item of the call.
+        width = tf.maximum(tf.reduce_max(tf.reduce_sum(mask, axis=1)), 1)
+        return self.text_encoder.encode_tokens(ids[:, :width], mask[:, :width], training=training)
+
+
+def _fine_tuned_encoder(
+    model_path: str, max_length: int, pooling: str, fine_tune_layers: int, text_dim: int
+) -> tuple[Any, int]:
+    """The TextEncoder of a fine-tuned ItemTower and the width of its output."""
+    if not model_path:
+        raise ConfigError(
+            f"ItemTower: fine_tune_layers={fine_tune_layers} needs text_model_path, the BERT "
+            "folder to fine-tune; pass it, or fine_tune_layers=0 for the precomputed text table"
+        )
+    # Imported here: it loads transformers, which only a fine-tuned tower needs.
+    from tfrec_llm.text.encoder import TextEncoder
+
+    encoder = TextEncoder(
+        model_path,
+        max_length=max_length,
+        pooling=pooling,
+        trainable_layers=fine_tune_layers,
+        name="text_encoder",
+    )
+    if text_dim not in (0, encoder.hidden_size):
+        raise ConfigError(
+            f"ItemTower: text_dim={text_dim} but the BERT in {model_path!r} has hidden size "
+            f"{encoder.hidden_size}; pass text_dim=0 or {encoder.hidden_size} when fine-tuning"
+        )
+    return encoder, encoder.hidden_size
 
 
 @keras.utils.register_keras_serializable(package="tfrec_llm")

@@ -16,6 +16,9 @@ import json
 import logging
 import os
 import shutil
+import types
+from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -51,6 +54,8 @@ class Prepared:
         catalog: Integer tables for the models.
         item_texts: Rendered text of every catalog item (catalog order).
         text_embeddings: [num_items, dim] BERT embeddings of ``item_texts``, or None.
+        text_tokens: (token_ids, attention_mask) of ``item_texts``, [num_items, max_length]
+            int32 each, when ``text.fine_tune_layers != 0``; else None.
     """
 
     dataset: RecDataset
@@ -58,6 +63,7 @@ class Prepared:
     catalog: Catalog
     item_texts: tuple[str, ...]
     text_embeddings: np.ndarray | None
+    text_tokens: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def load_dataset(cfg: DataConfig) -> RecDataset:
@@ -116,13 +122,44 @@ def encode_item_texts(cfg: TextConfig, texts: list[str], cache_dir: str, show_pr
     return cache.get_or_encode(key, texts, encode)
 
 
+def tokenize_item_texts(cfg: TextConfig, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token tables of ``texts`` for an item tower that fine-tunes BERT.
+
+    Tokenizes the way ``encode_texts`` does (the folder's ``tokenizer.json`` with the fast
+    ``tokenizers`` library, after the normalisation of the in-graph tokenizer, so the ids equal
+    those the exported item_encoder computes), truncates to ``cfg.max_length`` and right-pads
+    with [PAD].
+
+    Returns:
+        (token_ids, attention_mask), int32 [len(texts), cfg.max_length] each.
+    """
+    from tfrec_llm.text.encoder import TextEncoder, _tokenize
+    from tfrec_llm.text.tokenizer import load_tokenizer
+
+    path = text_model_path(cfg)
+    tokenizer = load_tokenizer(path, max_length=cfg.max_length)
+    # _tokenize reads only these attributes of an encoder; building the BERT is not needed.
+    settings = types.SimpleNamespace(
+        model_path=path, max_length=cfg.max_length, tokenizer=tokenizer
+    )
+    rows = _tokenize(cast(TextEncoder, settings), list(texts))
+    token_ids = np.full((len(rows), cfg.max_length), int(tokenizer.pad_token_id), np.int32)
+    attention_mask = np.zeros((len(rows), cfg.max_length), np.int32)
+    for i, row in enumerate(rows):
+        token_ids[i, : len(row)] = row
+        attention_mask[i, : len(row)] = 1
+    return token_ids, attention_mask
+
+
 def prepare(cfg: ExperimentConfig, protocol: str | None = None, with_text: bool = True, dataset: RecDataset | None = None) -> Prepared:
     """Loads the data, splits it under ``protocol`` and computes the item text embeddings.
+
+    With ``cfg.text.fine_tune_layers != 0`` it also tokenizes the item texts (``text_tokens``).
 
     Args:
         cfg: Experiment config.
         protocol: Overrides ``cfg.eval.protocol``.
-        with_text: Compute text embeddings (skip for ID-only work).
+        with_text: Compute text embeddings (and tokens; skip for ID-only work).
         dataset: An already loaded data set (skips reading).
 
     Returns:
@@ -133,10 +170,13 @@ def prepare(cfg: ExperimentConfig, protocol: str | None = None, with_text: bool 
     catalog = build_catalog(dataset, split)
     texts = item_texts(dataset, split.item_ids, cfg.text.template)
     embeddings = None
+    tokens = None
     if with_text:
         cache_dir = cfg.text.cache_dir or os.path.join(cfg.train.model_dir, "text_cache")
         embeddings = encode_item_texts(cfg.text, texts, cache_dir)
-    return Prepared(dataset, split, catalog, tuple(texts), embeddings)
+        if cfg.text.fine_tune_layers != 0:
+            tokens = tokenize_item_texts(cfg.text, texts)
+    return Prepared(dataset, split, catalog, tuple(texts), embeddings, tokens)
 
 
 def variant_config(cfg: ExperimentConfig, variant: str) -> ExperimentConfig:
@@ -158,8 +198,18 @@ def train_variant(
     text = prepared.text_embeddings if vcfg.model.use_text else None
     if vcfg.model.use_text and text is None:
         raise ConfigError(f"variant {variant!r} needs text embeddings; call prepare(..., with_text=True)")
+    tokens = _text_tokens(vcfg, prepared, variant)
     name = VARIANT_NAMES[variant]
-    result = train_two_tower(vcfg, prepared.split, prepared.catalog, text, model_dir, verbose=verbose, name=name)
+    result = train_two_tower(
+        vcfg,
+        prepared.split,
+        prepared.catalog,
+        text,
+        model_dir,
+        verbose=verbose,
+        name=name,
+        text_tokens=tokens,
+    )
     if vcfg.train.refit_on_train_valid and result.best_epoch >= 0:
         refit = train_two_tower(
             vcfg,
@@ -172,9 +222,24 @@ def train_variant(
             validate=False,
             verbose=verbose,
             name=name,
+            text_tokens=tokens,
         )
         result = dataclasses.replace(refit, best_epoch=result.best_epoch, valid_metrics=result.valid_metrics)
     return result
+
+
+def _text_tokens(
+    vcfg: ExperimentConfig, prepared: Prepared, variant: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The item token tables when ``variant`` fine-tunes BERT (None otherwise)."""
+    if not (vcfg.model.use_text and vcfg.text.fine_tune_layers != 0):
+        return None
+    if prepared.text_tokens is None:
+        raise ConfigError(
+            f"variant {variant!r} with text.fine_tune_layers={vcfg.text.fine_tune_layers} needs "
+            "the tokenized item texts; call prepare(...) with that config and with_text=True"
+        )
+    return prepared.text_tokens
 
 
 def load_or_train(
@@ -197,7 +262,13 @@ def load_or_train(
     info_path = os.path.join(model_dir, "result.json")
     vcfg = variant_config(cfg, variant)
     if not retrain and os.path.exists(weights) and os.path.exists(info_path):
-        model = build_two_tower(vcfg.model, prepared.catalog, prepared.text_embeddings if vcfg.model.use_text else None)
+        model = build_two_tower(
+            vcfg.model,
+            prepared.catalog,
+            prepared.text_embeddings if vcfg.model.use_text else None,
+            vcfg.text,
+            _text_tokens(vcfg, prepared, variant),
+        )
         model.load_weights(weights)
         with open(info_path, encoding="utf-8") as f:
             return model, json.load(f)

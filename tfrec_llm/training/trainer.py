@@ -74,6 +74,7 @@ def train_two_tower(
     validate: bool = True,
     verbose: int = 1,
     name: str = "TwoTower",
+    text_tokens: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
     """Trains the two-tower model of ``cfg`` on ``split`` and returns the best VALID weights.
 
@@ -90,6 +91,8 @@ def train_two_tower(
         validate: Run the VALID evaluator each epoch (early stopping, best weights).
         verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
         name: Model name in logs.
+        text_tokens: (token_ids, attention_mask) of the item texts, [num_items, max_length]
+            each; required when ``cfg.text.fine_tune_layers != 0`` and ``cfg.model.use_text``.
 
     Returns:
         TrainResult.
@@ -101,7 +104,7 @@ def train_two_tower(
     examples = training_examples(frame, catalog, cfg.model.history_length)
     dataset = make_dataset(examples, cfg.train.batch_size, cfg.train.shuffle_buffer, seed=cfg.train.seed)
 
-    model = build_two_tower(cfg.model, catalog, text_embeddings)
+    model = build_two_tower(cfg.model, catalog, text_embeddings, cfg.text, text_tokens)
     model.compile(optimizer=make_optimizer(cfg.train))
 
     callbacks: list[keras.callbacks.Callback] = []

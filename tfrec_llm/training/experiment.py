@@ -23,7 +23,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from tfrec_llm.config import DataConfig, ExperimentConfig, TextConfig, replace
+from tfrec_llm.config import DataConfig, ExperimentConfig, TextConfig, config_to_dict, replace
 from tfrec_llm.data.catalog import Catalog, build_catalog
 from tfrec_llm.data.readers import read_movielens_1m, read_movielens_100k, read_movielens_raw, read_tabular
 from tfrec_llm.data.schema import ITEM_ID, USER_ID, RecDataset
@@ -253,14 +253,23 @@ def load_or_train(
     """Returns the finished model of ``variant`` in ``model_dir``, training it first if needed.
 
     A finished run leaves ``model.weights.h5`` and ``result.json`` in ``model_dir``; anything
-    less (no run, or a killed one) trains, resuming from the backup when there is one.
+    less (no run, or a killed one) trains, resuming from the backup when there is one. The
+    config sections that shape the model are recorded in ``training_config.json``; a folder
+    trained with other settings is cleared and trained again (with a warning), never reused.
 
     Returns:
         (model, info) where info holds best_epoch, valid_metrics, epochs_run, train_seconds.
     """
     weights = os.path.join(model_dir, "model.weights.h5")
     info_path = os.path.join(model_dir, "result.json")
+    marker = os.path.join(model_dir, "training_config.json")
     vcfg = variant_config(cfg, variant)
+    fingerprint = training_fingerprint(vcfg)
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            if json.load(f) != fingerprint:
+                logger.warning("%s holds a model trained with other settings: training again", model_dir)
+                retrain = True
     if not retrain and os.path.exists(weights) and os.path.exists(info_path):
         model = build_two_tower(
             vcfg.model,
@@ -274,6 +283,9 @@ def load_or_train(
             return model, json.load(f)
     if retrain:
         shutil.rmtree(model_dir, ignore_errors=True)
+    os.makedirs(model_dir, exist_ok=True)
+    with open(marker, "w", encoding="utf-8") as f:
+        json.dump(fingerprint, f, indent=1)
     result = train_variant(cfg, prepared, variant, model_dir, verbose=verbose)
     info: dict[str, object] = {
         "variant": variant,
@@ -290,6 +302,15 @@ def load_or_train(
         json.dump(info, f, indent=1)
     os.replace(info_path + ".tmp", info_path)
     return result.model, info
+
+
+def training_fingerprint(cfg: ExperimentConfig) -> dict[str, object]:
+    """The config sections that decide a trained model (not where files go), as plain data."""
+    values = config_to_dict(cfg)
+    values["train"].pop("model_dir", None)
+    values["text"].pop("cache_dir", None)
+    values["text"].pop("batch_size", None)
+    return {key: values[key] for key in ("data", "text", "model", "train")}
 
 
 def user_histories(interactions: pd.DataFrame) -> dict[str, list[str]]:

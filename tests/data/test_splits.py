@@ -276,10 +276,6 @@ _FOLDER = (
     if _SPEC is not None
     else ""
 )
-needs_ml100k = pytest.mark.skipif(
-    not os.path.isfile(os.path.join(_FOLDER, "ml-100k.inter")),
-    reason="ML-100K needs `pip install --no-deps recbole==1.2.1`",
-)
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +304,6 @@ def reference():
     return frame
 
 
-@needs_ml100k
 def test_ml100k_loo_counts_and_targets(ml100k, reference):
     sizes = reference.groupby("user").size()
     assert sizes.min() >= 20  # every user has >= 3 interactions, so loo keeps all 943
@@ -327,7 +322,6 @@ def test_ml100k_loo_counts_and_targets(ml100k, reference):
     assert [int(i) for i in split.test.histories[0]] == first_user[:-1]
 
 
-@needs_ml100k
 def test_ml100k_cold_items_counts(ml100k, reference):
     catalog = np.arange(1, 1683)
     cold = np.random.default_rng(42).choice(catalog, size=round(0.2 * 1682), replace=False)
@@ -366,7 +360,6 @@ def test_ml100k_cold_items_counts(ml100k, reference):
     np.testing.assert_array_equal(split.test.candidate_ids, split.cold_item_ids)
 
 
-@needs_ml100k
 def test_ml100k_cold_users_counts(ml100k, reference):
     users = np.arange(1, 944)
     cold = np.random.default_rng(42).choice(users, size=round(0.2 * 943), replace=False)

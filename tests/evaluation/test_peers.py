@@ -182,7 +182,6 @@ def _assert_clusters_separate(scores: np.ndarray, users: np.ndarray,
 
 
 def test_als_ranks_own_cluster_first_and_is_deterministic() -> None:
-    pytest.importorskip("implicit")
     split, users, histories = _clustered_split()
     scorer = ALSScorer(split, factors=2, regularization=0.1, random_state=3)
     scores = scorer.score(users, histories)
@@ -195,7 +194,6 @@ def test_als_ranks_own_cluster_first_and_is_deterministic() -> None:
 
 
 def test_als_folds_in_unknown_users_and_on_request_every_user() -> None:
-    pytest.importorskip("implicit")
     split, _, _ = _clustered_split()
     scorer = ALSScorer(split, factors=2, regularization=0.1, random_state=3)
     history = [np.array(["7", "8", "9"])]
@@ -208,7 +206,6 @@ def test_als_folds_in_unknown_users_and_on_request_every_user() -> None:
 
 
 def test_bpr_ranks_own_cluster_first_and_is_deterministic() -> None:
-    pytest.importorskip("implicit")
     split, users, histories = _clustered_split()
     scorer = BPRScorer(split, factors=4, learning_rate=0.05, random_state=1)
     scores = scorer.score(users, histories)
@@ -219,7 +216,6 @@ def test_bpr_ranks_own_cluster_first_and_is_deterministic() -> None:
 
 
 def test_bpr_scores_unknown_users_by_item_bias() -> None:
-    pytest.importorskip("implicit")
     split, _, _ = _clustered_split()
     scorer = BPRScorer(split, factors=4, learning_rate=0.05, random_state=1)
     scores = scorer.score(np.array(["stranger"]), [np.array(["1"])])

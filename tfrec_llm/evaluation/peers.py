@@ -28,6 +28,8 @@ Example:
 
 from __future__ import annotations
 
+import abc
+
 import importlib
 import itertools
 import time
@@ -193,7 +195,7 @@ class ItemKNNScorer(_CatalogScorer):
         return np.asarray(self._history_matrix(histories) @ self.S)
 
 
-class _FactorScorer(_CatalogScorer):
+class _FactorScorer(_CatalogScorer, abc.ABC):
     """An ``implicit`` CPU factor model; scores = user factors @ item factors^T."""
 
     recalculate_user = False
@@ -212,8 +214,9 @@ class _FactorScorer(_CatalogScorer):
             self.model.fit(self._fit_matrix.astype(np.float32), show_progress=False)
         self.fit_seconds = time.perf_counter() - start
 
+    @abc.abstractmethod
     def _cold_user_factors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        """Factors [len(histories), factors] for users the fit has not seen."""
 
     def score(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         """Scores [len(user_ids), num_items] = user factors @ item factors^T."""

@@ -14,14 +14,6 @@ from tfrec_llm.data.readers import (
 )
 from tfrec_llm.errors import DataError
 
-_SPEC = importlib.util.find_spec("recbole")
-_HAS_ML100K = _SPEC is not None and any(
-    os.path.isfile(os.path.join(p, "dataset_example", "ml-100k", "ml-100k.inter"))
-    for p in _SPEC.submodule_search_locations or []
-)
-needs_ml100k = pytest.mark.skipif(
-    not _HAS_ML100K, reason="needs `pip install --no-deps recbole==1.2.1`"
-)
 
 
 # ----------------------------------------------------------------------------- real RecBole copy
@@ -32,7 +24,6 @@ def ml100k():
     return read_movielens_100k()
 
 
-@needs_ml100k
 def test_recbole_ml100k_counts(ml100k):
     assert len(ml100k.interactions) == 100000
     assert len(ml100k.items) == 1682
@@ -43,7 +34,6 @@ def test_recbole_ml100k_counts(ml100k):
     assert ml100k.name == "ml-100k"
 
 
-@needs_ml100k
 def test_recbole_ml100k_columns_and_values(ml100k):
     inter = ml100k.interactions
     assert inter.columns.tolist() == ["user_id", "item_id", "timestamp", "rating"]

@@ -131,24 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="write the evaluation records as JSON")
     p.add_argument("--users", default="1,2,3", help="comma-separated user ids to query at the end")
 
-    try:
-        from tfrec_llm.cli.serving_commands import add_subcommands
-    except ImportError:  # pragma: no cover - serving extras missing
-        pass
-    else:
-        add_subcommands(sub)
-    try:
-        from tfrec_llm.cli.tune_commands import add_subcommands as add_tune_subcommands
-    except ImportError:  # pragma: no cover - keras-tuner missing
-        pass
-    else:
-        add_tune_subcommands(sub)
-    try:
-        from tfrec_llm.cli.benchmark_commands import add_subcommands as add_benchmark_subcommands
-    except ImportError:  # pragma: no cover - benchmark helpers missing
-        pass
-    else:
-        add_benchmark_subcommands(sub)
+    # Subcommands that live with their own code: serve / query / check-servable, tune, benchmark.
+    from tfrec_llm.cli import benchmark_commands, serving_commands, tune_commands
+
+    serving_commands.add_subcommands(sub)
+    tune_commands.add_subcommands(sub)
+    benchmark_commands.add_subcommands(sub)
     return parser
 
 

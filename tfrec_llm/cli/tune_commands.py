@@ -38,7 +38,8 @@ def add_subcommands(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "tune",
-        help="hyperparameter search over the two-tower model (KerasTuner; resumable, distributable)",
+        help="hyperparameter search over the two-tower model (KerasTuner; resumable, "
+        "distributable)",
         description="Search the `tune.space` of the config with KerasTuner. Each trial trains the "
         "two-tower model with early stopping on the VALID objective (full-ranking NDCG@10 by "
         "default) and keeps its best weights in DIR/trial_<id>/. Writes DIR/results.csv, "
@@ -48,22 +49,50 @@ def add_subcommands(subparsers: Any) -> None:
     )
     _add_common(p)
     p.add_argument(
-        "--algorithm", choices=["random", "hyperband", "bayesian"], default=None, help="search algorithm (default: tune.algorithm)"
+        "--algorithm",
+        choices=["random", "hyperband", "bayesian"],
+        default=None,
+        help="search algorithm (default: tune.algorithm)",
     )
-    p.add_argument("--max-trials", type=int, default=None, help="trials to run, random and bayesian (default: tune.max_trials)")
     p.add_argument(
-        "--directory", default=None, help="search directory (default: <train.model_dir>/tune_<algorithm>); reused = resumed"
+        "--max-trials",
+        type=int,
+        default=None,
+        help="trials to run, random and bayesian (default: tune.max_trials)",
     )
-    p.add_argument("--variant", default="bert", choices=["id", "text", "bert"], help="model variant of every trial")
-    p.add_argument("--protocol", default=None, help="loo | cold-items | cold-users (default: tune.protocol)")
-    p.add_argument("--overwrite", action="store_true", help="delete the search in --directory and start over")
-    p.add_argument("--retrain-best", action="store_true", help="retrain the best config and report VALID and TEST")
+    p.add_argument(
+        "--directory",
+        default=None,
+        help="search directory (default: <train.model_dir>/tune_<algorithm>); reused = resumed",
+    )
+    p.add_argument(
+        "--variant",
+        default="bert",
+        choices=["id", "text", "bert"],
+        help="model variant of every trial",
+    )
+    p.add_argument(
+        "--protocol", default=None, help="loo | cold-items | cold-users (default: tune.protocol)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete the search in --directory and start over"
+    )
+    p.add_argument(
+        "--retrain-best",
+        action="store_true",
+        help="retrain the best config and report VALID and TEST",
+    )
     p.add_argument(
         "--compare-default",
         action="store_true",
-        help="with --retrain-best: also train the base config and write DIR/comparison.md (baselines, default, tuned)",
+        help="with --retrain-best: also train the base config and write DIR/comparison.md "
+        "(baselines, default, tuned)",
     )
-    p.add_argument("--export-dir", default=None, help="export the best config's model here (as `tfrec-llm export`)")
+    p.add_argument(
+        "--export-dir",
+        default=None,
+        help="export the best config's model here (as `tfrec-llm export`)",
+    )
     p.set_defaults(handler=tune_command)
 
 
@@ -76,7 +105,9 @@ def _oracle_address() -> str | None:
         return None
     if len(present) != len(_ENV):
         missing = sorted(set(_ENV) - set(present))
-        raise ConfigError(f"distributed tuning needs {list(_ENV)}; {missing} not set (see docs/tuning.md)")
+        raise ConfigError(
+            f"distributed tuning needs {list(_ENV)}; {missing} not set (see docs/tuning.md)"
+        )
     return f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
 
 
@@ -84,9 +115,12 @@ def _print_space(cfg: Any, directory: str, variant: str) -> None:
     from tfrec_llm.tuning.search_space import spec_summary
 
     tune = cfg.tune
-    trials = "budget from train.epochs" if tune.algorithm == "hyperband" else f"{tune.max_trials} trials"
+    trials = (
+        "budget from train.epochs" if tune.algorithm == "hyperband" else f"{tune.max_trials} trials"
+    )
     print(
-        f"tune: {tune.algorithm}, {trials}, objective valid/{tune.objective} (protocol {tune.protocol}), "
+        f"tune: {tune.algorithm}, {trials}, objective valid/{tune.objective} "
+        f"(protocol {tune.protocol}), "
         f"variant {variant}, up to {cfg.train.epochs} epochs per trial, in {directory}"
     )
     for spec in tune.space:
@@ -119,10 +153,20 @@ def tune_command(args: argparse.Namespace) -> int:
     def seed(trial_cfg: Any) -> None:
         keras.utils.set_random_seed(trial_cfg.train.seed)
 
-    tuner = build_tuner(cfg, directory, args.variant, overwrite=args.overwrite, trial_setup=seed, oracle_address=address)
+    tuner = build_tuner(
+        cfg,
+        directory,
+        args.variant,
+        overwrite=args.overwrite,
+        trial_setup=seed,
+        oracle_address=address,
+    )
     prepared = None
     if is_distributed_chief():
-        print(f"chief: serving the oracle on {address}; start the workers with the same command and directory")
+        print(
+            f"chief: serving the oracle on {address}; start the workers with the same command "
+            "and directory"
+        )
         _print_space(cfg, tuner.search_dir, args.variant)
         tuner.search(verbose=verbose)
     else:
@@ -137,7 +181,10 @@ def tune_command(args: argparse.Namespace) -> int:
     summary = tuner.write_results()
     with open(os.path.join(summary.directory, "results.md"), encoding="utf-8") as f:
         print("\n" + f.read())
-    print(f"wrote {summary.directory}/results.csv, results.md" + (", best.yaml" if summary.best_config_path else ""))
+    print(
+        f"wrote {summary.directory}/results.csv, results.md"
+        + (", best.yaml" if summary.best_config_path else "")
+    )
     if summary.best is None or summary.best_config_path is None:
         print("tfrec-llm tune: no trial completed; see the messages above")
         return 1
@@ -164,7 +211,7 @@ def tune_command(args: argparse.Namespace) -> int:
 
 
 def _train(cfg: Any, prepared: Any, variant: str, verbose: int) -> Any:
-    """Trains ``cfg`` into ``<train.model_dir>/<protocol>/<variant>`` as ``tfrec-llm train`` does."""
+    """Trains ``cfg`` in ``<train.model_dir>/<protocol>/<variant>``, as ``tfrec-llm train`` does."""
     import tf_keras as keras
 
     from tfrec_llm.config import dump_config
@@ -177,13 +224,20 @@ def _train(cfg: Any, prepared: Any, variant: str, verbose: int) -> Any:
         with open(config_path, encoding="utf-8") as f:
             stale = f.read() != dump_config(cfg)
     keras.utils.set_random_seed(cfg.train.seed)
-    model, info = load_or_train(cfg, prepared, variant, directory, retrain=stale, verbose=1 if verbose >= 2 else 0)
+    model, info = load_or_train(
+        cfg, prepared, variant, directory, retrain=stale, verbose=1 if verbose >= 2 else 0
+    )
     dump_config(cfg, config_path)
-    print(f"{variant} model in {directory}: best epoch {info['best_epoch']}, epochs {info['epochs_run']}")
+    print(
+        f"{variant} model in {directory}: best epoch {info['best_epoch']}, "
+        f"epochs {info['epochs_run']}"
+    )
     return model
 
 
-def _retrain_and_compare(cfg: Any, summary: Any, prepared: Any, variant: str, compare: bool, verbose: int) -> None:
+def _retrain_and_compare(
+    cfg: Any, summary: Any, prepared: Any, variant: str, compare: bool, verbose: int
+) -> None:
     """Retrains the best config (and the base config); prints VALID + TEST beside the baselines."""
     from tfrec_llm.config import load_config, replace
     from tfrec_llm.evaluation.baselines import MostPopScorer, RandomScorer
@@ -201,9 +255,19 @@ def _retrain_and_compare(cfg: Any, summary: Any, prepared: Any, variant: str, co
         if "MostPop" in cfg.eval.baselines:
             scorers.append(MostPopScorer(prepared.split))
         default_cfg = replace(cfg, train__model_dir=os.path.join(summary.directory, "default"))
-        scorers.append(TwoTowerScorer(_train(default_cfg, prepared, variant, verbose), prepared.catalog, name=f"{name} default"))
+        scorers.append(
+            TwoTowerScorer(
+                _train(default_cfg, prepared, variant, verbose),
+                prepared.catalog,
+                name=f"{name} default",
+            )
+        )
     model = _train(best_cfg, prepared, variant, verbose)
-    scorers.append(TwoTowerScorer(model, prepared.catalog, name=f"{name} tuned (trial {summary.best.trial_id})"))
+    scorers.append(
+        TwoTowerScorer(
+            model, prepared.catalog, name=f"{name} tuned (trial {summary.best.trial_id})"
+        )
+    )
     ks = tuple(sorted(set(cfg.eval.ks) | set(best_cfg.eval.ks)))
     records = evaluate_all(scorers, prepared.split, ks=ks)
     table = records_to_table(records)

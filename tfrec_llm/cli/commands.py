@@ -19,10 +19,21 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
     cfg = load_config(args.config, args.overrides)
     if getattr(args, "model_dir", None):
         cfg = replace(cfg, train__model_dir=args.model_dir)
+    return cfg
+
+
+def _model(cfg: ExperimentConfig, prepared: Any, variant: str, protocol: str, verbose: int, retrain: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The finished model of a variant (trained first if needed), seeded the same way every time.
+
+    Seeding right before each model makes its weights independent of what the process did
+    before: `tfrec-llm train --variant bert` and `tfrec-llm run` train the very same model.
+    """
     import tf_keras as keras
 
+    from tfrec_llm.training.experiment import load_or_train
+
     keras.utils.set_random_seed(cfg.train.seed)
-    return cfg
+    return load_or_train(cfg, prepared, variant, _model_dir(cfg, protocol, variant), retrain=retrain, verbose=verbose)
 
 
 def _verbose(args: argparse.Namespace) -> int:
@@ -46,13 +57,13 @@ def _histories(prepared: Any) -> dict[str, list[str]]:
 
 def train(args: argparse.Namespace) -> int:
     """``tfrec-llm train``."""
-    from tfrec_llm.training.experiment import load_or_train, prepare
+    from tfrec_llm.training.experiment import prepare
 
     cfg = _config(args)
     protocol = args.protocol or cfg.eval.protocol
     prepared = prepare(cfg, protocol, with_text=args.variant != "id")
     directory = _model_dir(cfg, protocol, args.variant)
-    _, info = load_or_train(cfg, prepared, args.variant, directory, retrain=args.retrain, verbose=_verbose(args))
+    _, info = _model(cfg, prepared, args.variant, protocol, _verbose(args), retrain=args.retrain)
     dump_config(cfg, os.path.join(directory, "config.yaml"))
     print(f"{args.variant} model in {directory}: best epoch {info['best_epoch']}, valid {info['valid_metrics']}")
     return 0
@@ -65,7 +76,7 @@ def evaluate_protocols(
     from tfrec_llm.evaluation.baselines import MostPopScorer, RandomScorer
     from tfrec_llm.evaluation.protocols import evaluate
     from tfrec_llm.models.scorer import TwoTowerScorer
-    from tfrec_llm.training.experiment import VARIANT_NAMES, load_dataset, load_or_train, prepare
+    from tfrec_llm.training.experiment import VARIANT_NAMES, load_dataset, prepare
 
     dataset = load_dataset(cfg.data)
     records: list[dict[str, Any]] = []
@@ -81,7 +92,7 @@ def evaluate_protocols(
             scorers.append(MostPopScorer(split))
         fit_seconds: dict[str, float] = {}
         for variant in variants:
-            model, info = load_or_train(cfg, prepared, variant, _model_dir(cfg, protocol, variant), verbose=verbose)
+            model, info = _model(cfg, prepared, variant, protocol, verbose)
             scorers.append(TwoTowerScorer(model, prepared.catalog, name=VARIANT_NAMES[variant]))
             fit_seconds[VARIANT_NAMES[variant]] = float(info["train_seconds"])  # type: ignore[arg-type]
         for scorer in scorers:
@@ -129,9 +140,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def _export(cfg: ExperimentConfig, prepared: Any, variant: str, export_dir: str, version: int | None, verbose: int) -> Any:
     from tfrec_llm.export.exporter import export_all
-    from tfrec_llm.training.experiment import load_or_train, text_model_path
+    from tfrec_llm.training.experiment import text_model_path
 
-    model, _ = load_or_train(cfg, prepared, variant, _model_dir(cfg, prepared.split.protocol, variant), verbose=verbose)
+    model, _ = _model(cfg, prepared, variant, prepared.split.protocol, verbose)
     text_path = text_model_path(cfg.text) if variant != "id" else None
     # The fine-tuned TextEncoder (None when BERT is frozen) is what item_encoder must serve.
     fine_tuned = model.item_tower.text_encoder if variant != "id" else None
@@ -173,11 +184,11 @@ def recommend(args: argparse.Namespace) -> int:
     import tensorflow as tf
 
     from tfrec_llm.export.serving_module import RetrievalModule
-    from tfrec_llm.training.experiment import load_or_train, prepare
+    from tfrec_llm.training.experiment import prepare
 
     cfg = _config(args)
     prepared = prepare(cfg, "loo", with_text=args.variant != "id")
-    model, _ = load_or_train(cfg, prepared, args.variant, _model_dir(cfg, "loo", args.variant), verbose=_verbose(args))
+    model, _ = _model(cfg, prepared, args.variant, "loo", _verbose(args))
     histories = _histories(prepared)
     module = RetrievalModule(model, prepared.catalog, histories, cfg.export.default_k, cfg.export.max_k)
     users = [str(u) for u in args.user]

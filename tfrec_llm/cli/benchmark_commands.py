@@ -111,7 +111,9 @@ def add_subcommands(subparsers: Any) -> None:
     which = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, help_text in BENCHMARKS.items():
         p = which.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+        p.add_argument(
+            "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+        )
         try:
             module = load_benchmark(name)
         except ConfigError as err:
@@ -126,4 +128,4 @@ def add_subcommands(subparsers: Any) -> None:
 
 def main_argv(argv: list[str]) -> list[str]:
     """The options after ``benchmark <name>`` in a command line (recorded in the reports)."""
-    return list(argv[argv.index("benchmark") + 2:]) if "benchmark" in argv else []
+    return list(argv[argv.index("benchmark") + 2 :]) if "benchmark" in argv else []

@@ -1,0 +1,153 @@
+"""Smoke tests of benchmarks/quality.py and benchmarks/speed.py in --quick mode.
+
+Each script runs in a subprocess, the way the README runs it, on a small slice of MovieLens-100K;
+the tests check that the outputs exist and parse, never the speed or quality numbers themselves
+(EVALUATION.md: no wall-clock assertions in tests).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tfrec_llm  # noqa: F401
+from tfrec_llm.evaluation.report import RECORD_KEYS, read_json
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MODELS = (
+    "Random",
+    "MostPop",
+    "ItemKNN",
+    "EASE",
+    "ALS",
+    "BPR",
+    "TwoTower-ID",
+    "TwoTower-TextOnly",
+    "TwoTower-BERT",
+)
+PROTOCOLS = ("loo", "cold-items", "cold-users")
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model/text-cache folder for both scripts (speed reuses quality's text embeddings)."""
+    return tmp_path_factory.mktemp("bench_runs")
+
+
+def _run_script(script: str, out: Path, runs: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [
+            sys.executable,
+            f"benchmarks/{script}",
+            "--quick",
+            "--out",
+            str(out),
+            "--model-dir",
+            str(runs),
+        ]
+        + (["--quiet"] if script == "quality.py" else []),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
+    return result
+
+
+def test_quality_quick_writes_json_markdown_and_png(tmp_path: Path, runs_dir: Path) -> None:
+    result = _run_script("quality.py", tmp_path, runs_dir)
+
+    raw = json.loads((tmp_path / "quality.json").read_text(encoding="utf-8"))
+    assert isinstance(raw, list) and raw
+    for record in raw:
+        assert set(RECORD_KEYS) | {"users", "eval_seconds", "fit_seconds"} <= set(record)
+        assert math.isfinite(record["value"]) and 0.0 <= record["value"] <= 1.0
+    assert len(read_json(tmp_path / "quality.json")) == len(raw)  # the evaluate --json format
+    cells = {
+        (r["model"], r["protocol"]) for r in raw if r["split"] == "test" and r["metric"] == "ndcg"
+    }
+    assert cells == {(model, protocol) for model in MODELS for protocol in PROTOCOLS}
+    assert {r["k"] for r in raw} == {10, 50}
+
+    markdown = (tmp_path / "quality.md").read_text(encoding="utf-8")
+    assert (
+        "| model | A ndcg@10 | A recall@10 | B ndcg@10 | B recall@10 | C ndcg@10 | C recall@10 |"
+        in markdown
+    )
+    assert "|---|" in markdown and "Machine:" in markdown and "cores" in markdown
+    assert all(f"| {model} |" in markdown for model in MODELS)
+    assert (tmp_path / "quality.png").read_bytes()[:8] == PNG_MAGIC
+    assert "TwoTower-BERT" in result.stdout
+
+
+def test_speed_quick_writes_json_with_every_section(tmp_path: Path, runs_dir: Path) -> None:
+    result = _run_script("speed.py", tmp_path, runs_dir)
+
+    report = json.loads((tmp_path / "speed.json").read_text(encoding="utf-8"))
+    assert {"machine", "matmul", "encoding", "training", "latency", "ratios", "command"} <= set(
+        report
+    )
+    assert report["machine"]["cpu"] and report["machine"]["usable_cores"] >= 1
+    assert report["matmul"]["gflops"] > 0 and report["matmul"]["flops_per_call"] == 2 * 2048**3
+    encoding = report["encoding"]["rows"]
+    assert len(encoding) == 3 and all(r["texts_per_second"] > 0 for r in encoding)
+    # Same weights and pooling: every contender computes the same embeddings.
+    assert all(r["max_abs_diff_vs_ours"] < 1e-3 for r in encoding)
+    # Fixed padding to 64 executes at least as many token positions as padding to the longest.
+    assert (
+        encoding[2]["padded_tokens"] >= encoding[1]["padded_tokens"] >= encoding[0]["real_tokens"]
+    )
+    assert len(report["training"]["rows"]) == 3
+    assert all(r["examples_per_second"] > 0 for r in report["training"]["rows"])
+    latency = {r["batch"]: r for r in report["latency"]["rows"]}
+    assert set(latency) == {1, 256}
+    assert all(0 < r["p50_ms"] <= r["p95_ms"] for r in latency.values())
+    assert len(report["ratios"]) == 5 and all(v > 0 for v in report["ratios"].values())
+    markdown = (tmp_path / "speed.md").read_text(encoding="utf-8")
+    assert "| contender | texts/s |" in markdown and "## Ratios" in markdown
+    assert "## Ratios" in result.stdout
+
+
+# ------------------------------------------------------------------ helpers, no subprocess
+
+
+@pytest.fixture(scope="module")
+def speed_module():
+    from tfrec_llm.cli.benchmark_commands import load_benchmark
+
+    return load_benchmark("speed", REPO / "benchmarks")
+
+
+def test_bert_flops_matches_the_hand_count(speed_module) -> None:
+    config = type("C", (), {"hidden_size": 4, "intermediate_size": 8, "num_hidden_layers": 2})()
+    # P = 2 * (4*4^2 + 2*4*8) = 256; L = 3: 2*256*3 + 4*2*3^2*4 = 1536 + 288 = 1824.
+    assert speed_module.bert_flops([3], config) == 1824.0
+    assert speed_module.bert_flops([3, 3], config) == 2 * 1824.0
+
+
+def test_ours_widths_sorts_then_rounds_each_batch_up_to_eight(speed_module) -> None:
+    # Sorted lengths 3, 9 | 10, 17 -> longest 9 -> 16, longest 17 -> 24.
+    assert speed_module.ours_widths([3, 10, 17, 9], 2, 64) == [(2, 16), (2, 24)]
+    # Never wider than max(longest, max_length): 13 rounded up would be 16 > max_length 14.
+    assert speed_module.ours_widths([13], 8, 14) == [(1, 14)]
+
+
+def test_interleave_rotates_the_starting_contender(speed_module) -> None:
+    calls: list[str] = []
+    times = speed_module.interleave({n: (lambda n=n: calls.append(n)) for n in "abc"}, 3)
+    assert calls == list("abcbcacab")
+    assert {n: len(t) for n, t in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert speed_module._median([3.0, 1.0, 2.0, 10.0]) == 2.5

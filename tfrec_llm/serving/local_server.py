@@ -201,6 +201,7 @@ class LocalModelServer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._executor: futures.ThreadPoolExecutor | None = None
+        self._handler_pool: futures.ThreadPoolExecutor | None = None
         self._grpc_server: grpc.Server | None = None
         self._rest: _RestFrontend | None = None
         self._poller: threading.Thread | None = None
@@ -262,9 +263,10 @@ class LocalModelServer:
 
     def _start(self) -> None:
         self._executor = futures.ThreadPoolExecutor(self._max_workers, "tfrec-model")
+        self._handler_pool = futures.ThreadPoolExecutor(self._max_workers, "tfrec-grpc")
         self.poll_once()
         server = grpc.server(
-            futures.ThreadPoolExecutor(self._max_workers, "tfrec-grpc"),
+            self._handler_pool,
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", -1),
@@ -312,6 +314,9 @@ class LocalModelServer:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        if self._handler_pool is not None:
+            self._handler_pool.shutdown(wait=False, cancel_futures=True)
+            self._handler_pool = None
         with self._lock:
             for model in self._models.values():
                 model.servables = {}

@@ -124,7 +124,8 @@ class TwoTowerTrials:
 
     @staticmethod
     def oracle_arguments(cfg: ExperimentConfig) -> dict[str, Any]:
-        raise NotImplementedError
+        """Arguments of ``oracle_class`` beyond the shared ones; each algorithm overrides this."""
+        return {}
 
     def __init__(
         self,

@@ -393,7 +393,7 @@ def export_model(
 
     from tfrec_llm.errors import ConfigError
     from tfrec_llm.export.exporter import export_retrieval
-    from tfrec_llm.models.retrieval import build_two_tower
+    from tfrec_llm.experiments.builders import build_two_tower
     from tfrec_llm.training.experiment import (
         load_dataset,
         load_or_train,

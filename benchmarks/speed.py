@@ -351,7 +351,7 @@ def bench_training(
     import tf_keras as keras
 
     from tfrec_llm.data.tfdata import make_dataset, training_examples
-    from tfrec_llm.models.retrieval import build_two_tower
+    from tfrec_llm.experiments.builders import build_two_tower
     from tfrec_llm.training.experiment import variant_config
 
     vcfg = variant_config(cfg, "bert")
@@ -440,7 +440,7 @@ def bench_latency(
     import tensorflow as tf
 
     from tfrec_llm.export.exporter import export_retrieval
-    from tfrec_llm.models.retrieval import build_two_tower
+    from tfrec_llm.experiments.builders import build_two_tower
     from tfrec_llm.training.experiment import user_histories, variant_config
 
     vcfg = variant_config(cfg, "bert")

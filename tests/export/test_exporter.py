@@ -37,7 +37,7 @@ from tfrec_llm.data.splits import make_split
 from tfrec_llm.export.exporter import ITEM_ENCODER, RETRIEVAL, export_all
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.warmup import read_warmup_requests
-from tfrec_llm.models.retrieval import build_two_tower
+from tfrec_llm.experiments.builders import build_two_tower
 from tfrec_llm.serving.model_config import read_models_config
 from tfrec_llm.training.experiment import item_texts, user_histories
 

@@ -22,7 +22,7 @@ from tfrec_llm.errors import ExportError
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.saved_model import write_saved_model
 from tfrec_llm.export.serving_module import RetrievalModule
-from tfrec_llm.models.retrieval import build_two_tower
+from tfrec_llm.experiments.builders import build_two_tower
 from tfrec_llm.models.scorer import TwoTowerScorer
 
 _LOADER = r"""

@@ -21,7 +21,8 @@ from tfrec_llm.config import (
 from tfrec_llm.data.catalog import build_catalog
 from tfrec_llm.data.splits import make_split
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.models.retrieval import TwoTowerModel, build_two_tower
+from tfrec_llm.experiments.builders import build_two_tower
+from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.towers import ItemTower
 from tfrec_llm.text.bert_loader import load_bert
 from tfrec_llm.text.encoder import TextEncoder

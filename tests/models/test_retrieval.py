@@ -7,7 +7,8 @@ from tfrec_llm.config import ModelConfig
 from tfrec_llm.data.catalog import build_catalog
 from tfrec_llm.data.splits import make_split
 from tfrec_llm.data.tfdata import training_examples
-from tfrec_llm.models.retrieval import TwoTowerModel, build_two_tower
+from tfrec_llm.experiments.builders import build_two_tower
+from tfrec_llm.models.retrieval import TwoTowerModel
 
 
 def _softmax_loss(q, c, temperature, probability, ids):

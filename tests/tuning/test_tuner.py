@@ -10,7 +10,7 @@ import tf_keras as keras
 from tfrec_llm.config import load_config, replace
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.evaluation.protocols import evaluate
-from tfrec_llm.models.retrieval import build_two_tower
+from tfrec_llm.experiments.builders import build_two_tower
 from tfrec_llm.models.scorer import TwoTowerScorer
 from tfrec_llm.training.experiment import prepare
 from tfrec_llm.training.trainer import TrainResult

@@ -16,9 +16,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from tfrec_llm.config import ModelConfig, TextConfig
 from tfrec_llm.data.catalog import Catalog
-from tfrec_llm.errors import ConfigError
 from tfrec_llm.models.towers import ItemTower, QueryTower
 
 
@@ -124,88 +122,3 @@ class TwoTowerModel(tfrs.Model):
             "logq_correction": self.logq_correction,
             "remove_accidental_hits": self.remove_accidental_hits,
         }
-
-
-def build_two_tower(
-    cfg: ModelConfig,
-    catalog: Catalog,
-    text_embeddings: np.ndarray | None = None,
-    text: TextConfig | None = None,
-    text_tokens: tuple[np.ndarray, np.ndarray] | None = None,
-) -> TwoTowerModel:
-    """Builds a TwoTowerModel for ``catalog`` and loads its lookup tables.
-
-    Args:
-        cfg: Model section of the experiment config.
-        catalog: Integer tables of the data set (``build_catalog``).
-        text_embeddings: [num_items, text_dim] precomputed text embeddings (catalog order);
-            required when ``cfg.use_text`` and the text tower is frozen.
-        text: Text section of the experiment config. With ``text.fine_tune_layers != 0`` (and
-            ``cfg.use_text``) the item tower runs BERT and fine-tunes its top layers.
-        text_tokens: (token_ids, attention_mask), each [num_items, text.max_length] int
-            (``tfrec_llm.training.experiment.tokenize_item_texts``); required when fine-tuning.
-
-    Returns:
-        The model with tables loaded and weights created.
-
-    Raises:
-        ConfigError: Fine-tuning without ``text_tokens``.
-    """
-    fine_tune = cfg.use_text and text is not None and text.fine_tune_layers != 0
-    text_dim = 0
-    if text_embeddings is not None and cfg.use_text and not fine_tune:
-        text_dim = int(text_embeddings.shape[1])
-    text_tower: dict[str, Any] = {}
-    if fine_tune:
-        assert text is not None
-        if text_tokens is None:
-            raise ConfigError(
-                f"text.fine_tune_layers={text.fine_tune_layers} needs text_tokens (token_ids, "
-                "attention_mask) of the item texts; get them from prepare() or tokenize_item_texts()"
-            )
-        from tfrec_llm.text.bert_loader import default_model_path
-
-        text_tower = {
-            "text_model_path": text.model_path or default_model_path(),
-            "text_max_length": text.max_length,
-            "text_pooling": text.pooling,
-            "fine_tune_layers": text.fine_tune_layers,
-        }
-    model = TwoTowerModel(
-        item_tower={
-            "num_items": catalog.num_items,
-            "item_vocab_size": catalog.item_vocab_size,
-            "text_dim": text_dim,
-            "num_categories": int(catalog.categories.shape[1]),
-            "embedding_dim": cfg.embedding_dim,
-            "use_ids": cfg.use_ids,
-            "use_text": cfg.use_text,
-            "use_categories": cfg.use_categories,
-            "text_projection_dim": cfg.text_projection_dim,
-            "l2": cfg.l2,
-            "id_dropout": cfg.id_dropout,
-            **text_tower,
-        },
-        query_tower={
-            "num_users": catalog.num_users,
-            "user_vocab_size": catalog.user_vocab_size,
-            "profile_sizes": list(catalog.profile_sizes),
-            "embedding_dim": cfg.embedding_dim,
-            "use_ids": cfg.use_ids,
-            "use_profile": cfg.use_profile,
-            "use_history": cfg.use_history,
-            "l2": cfg.l2,
-        },
-        history_length=cfg.history_length,
-        temperature=cfg.temperature,
-        logq_correction=cfg.logq_correction,
-        remove_accidental_hits=cfg.remove_accidental_hits,
-    )
-    tokens = text_tokens if fine_tune and text_tokens is not None else (None, None)
-    text_table = text_embeddings if cfg.use_text else None
-    model.item_tower.set_tables(catalog.item_id_index, text_table, catalog.categories, *tokens)
-    model.query_tower.set_tables(catalog.user_id_index, catalog.profile)
-    # Create every weight now, so checkpoints can be restored before the first step.
-    model({"user": tf.zeros([1], tf.int32), "history": -tf.ones([1, cfg.history_length], tf.int32)})
-    model.candidate_embedding(tf.zeros([1], tf.int32))
-    return model

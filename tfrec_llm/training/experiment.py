@@ -30,7 +30,8 @@ from tfrec_llm.data.schema import ITEM_ID, USER_ID, RecDataset
 from tfrec_llm.data.splits import Split, make_split
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.text.templates import render_texts
-from tfrec_llm.models.retrieval import TwoTowerModel, build_two_tower
+from tfrec_llm.experiments.builders import build_two_tower
+from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.training.trainer import TrainResult, train_two_tower
 
 logger = logging.getLogger(__name__)

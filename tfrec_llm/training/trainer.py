@@ -27,7 +27,8 @@ from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.data.splits import Split
 from tfrec_llm.data.tfdata import make_dataset, training_examples
 from tfrec_llm.evaluation.protocols import evaluate
-from tfrec_llm.models.retrieval import TwoTowerModel, build_two_tower
+from tfrec_llm.experiments.builders import build_two_tower
+from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.scorer import TwoTowerScorer
 from tfrec_llm.training.callbacks import FullRankingValidation
 

@@ -9,6 +9,7 @@ logQ correction and accidental-hit removal, each switchable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,20 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.models.towers import ItemTower, QueryTower
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with Keras' tracking wrappers (``_DictWrapper``, ``ListWrapper``) made plain.
+
+    Keras wraps dicts and lists assigned to a model's attributes; the config must hold plain
+    ``dict``/``list`` values (JSON, equality with the arguments passed).
+    """
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 @keras.utils.register_keras_serializable(package="tfrec_llm")
@@ -114,11 +127,26 @@ class TwoTowerModel(tfrs.Model):
         )
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as passed (tower configs as dicts) plus the base fields."""
+        # keras.Model.get_config returns {} for a subclassed model; Layer's has the base fields.
         return {
-            "item_tower": self.item_tower_config,
-            "query_tower": self.query_tower_config,
+            **keras.layers.Layer.get_config(self),
+            "item_tower": _plain(self.item_tower_config),
+            "query_tower": _plain(self.query_tower_config),
             "history_length": self.history_length,
             "temperature": self.temperature,
             "logq_correction": self.logq_correction,
             "remove_accidental_hits": self.remove_accidental_hits,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> TwoTowerModel:
+        """Rebuilds the model (towers included, untrained) from ``get_config()``.
+
+        The nested tower configs are copied, so the new model never shares a dict with
+        ``config``.
+        """
+        config = dict(config)
+        item_tower = dict(config.pop("item_tower"))
+        query_tower = dict(config.pop("query_tower"))
+        return cls(item_tower=item_tower, query_tower=query_tower, **config)

@@ -84,17 +84,22 @@ class ItemTower(keras.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # The constructor arguments are kept as passed (get_config returns them); what they
+        # imply is derived into the private fields below.
         text_encoder = None
+        text_width = text_dim
         if use_text and fine_tune_layers != 0:
-            text_encoder, text_dim = _fine_tuned_encoder(
+            text_encoder, text_width = _fine_tuned_encoder(
                 text_model_path, text_max_length, text_pooling, fine_tune_layers, text_dim
             )
-        if use_text and text_dim <= 0:
+        if use_text and text_width <= 0:
             raise ConfigError(f"ItemTower: use_text=True needs text_dim > 0, got text_dim={text_dim}")
-        if use_categories and num_categories <= 0:
-            use_categories = False  # the data set has no categorical item fields
-        if not (use_ids or use_text or use_categories):
+        # Categories are skipped when the data set has no categorical item fields.
+        with_categories = use_categories and num_categories > 0
+        if not (use_ids or use_text or with_categories):
             raise ConfigError("ItemTower: use_ids, use_text and use_categories are all false")
+        self._text_width = text_width
+        self._with_categories = with_categories
         self.num_items = num_items
         self.item_vocab_size = item_vocab_size
         self.text_dim = text_dim
@@ -120,7 +125,7 @@ class ItemTower(keras.Model):
             if use_ids
             else None
         )
-        table_dim = max(text_dim, 1) if text_encoder is None else 1  # unused when fine-tuning
+        table_dim = max(text_width, 1) if text_encoder is None else 1  # unused when fine-tuning
         self.text_table = tf.Variable(tf.zeros([num_items, table_dim]), trainable=False, name="text_table")
         self.text_projection = (
             keras.Sequential(
@@ -133,8 +138,10 @@ class ItemTower(keras.Model):
         self.category_table = tf.Variable(
             tf.zeros([num_items, max(num_categories, 1)]), trainable=False, name="category_table"
         )
-        self.category_projection = keras.layers.Dense(embedding_dim, name="category_projection") if use_categories else None
-        n_parts = int(use_ids) + int(use_text) + int(use_categories)
+        self.category_projection = (
+            keras.layers.Dense(embedding_dim, name="category_projection") if with_categories else None
+        )
+        n_parts = int(use_ids) + int(use_text) + int(with_categories)
         self.fusion = keras.layers.Dense(embedding_dim, name="fusion") if n_parts > 1 else None
         # Fine-tuning only (frozen towers keep exactly their former weights and checkpoints).
         self.text_encoder = text_encoder
@@ -165,11 +172,12 @@ class ItemTower(keras.Model):
         if self.text_encoder is not None:
             self._set_token_tables(token_ids, attention_mask)
         elif self.use_text:
-            if text_embeddings is None or text_embeddings.shape != (self.num_items, self.text_dim):
+            expected = (self.num_items, self._text_width)
+            if text_embeddings is None or text_embeddings.shape != expected:
                 got = None if text_embeddings is None else text_embeddings.shape
-                raise ConfigError(f"ItemTower.set_tables: text_embeddings shape {got}, expected {(self.num_items, self.text_dim)}")
+                raise ConfigError(f"ItemTower.set_tables: text_embeddings shape {got}, expected {expected}")
             self.text_table.assign(np.asarray(text_embeddings, np.float32))
-        if self.use_categories and categories is not None:
+        if self._with_categories and categories is not None:
             self.category_table.assign(np.asarray(categories, np.float32))
 
     def call(self, item_index: tf.Tensor, training: bool | None = None) -> tf.Tensor:
@@ -190,14 +198,17 @@ class ItemTower(keras.Model):
             else:
                 text = tf.gather(self.text_table, safe)
             parts.append(self.text_projection(text))
-        if self.use_categories:
+        if self._with_categories:
             parts.append(self.category_projection(tf.gather(self.category_table, safe)))
         fused = self.fusion(tf.concat(parts, axis=-1)) if self.fusion is not None else parts[0]
         out = tf.math.l2_normalize(fused, axis=-1)
         return tf.reshape(out, tf.concat([shape, [self.embedding_dim]], axis=0))
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as passed, plus the base fields (``name``, ...)."""
+        # keras.Model.get_config returns {} for a subclassed model; Layer's has the base fields.
         return {
+            **keras.layers.Layer.get_config(self),
             "num_items": self.num_items,
             "item_vocab_size": self.item_vocab_size,
             "text_dim": self.text_dim,
@@ -301,9 +312,12 @@ class QueryTower(keras.Model):
     ) -> None:
         super().__init__(**kwargs)
         profile_sizes = tuple(int(s) for s in profile_sizes)
-        use_profile = use_profile and bool(profile_sizes)
-        if not (use_ids or use_profile or use_history):
+        # The profile is skipped when the data set has no profile fields (use_profile is kept
+        # as passed, for get_config).
+        with_profile = use_profile and bool(profile_sizes)
+        if not (use_ids or with_profile or use_history):
             raise ConfigError("QueryTower: use_ids, use_profile and use_history are all false")
+        self._with_profile = with_profile
         self.num_users = num_users
         self.user_vocab_size = user_vocab_size
         self.profile_sizes = profile_sizes
@@ -326,7 +340,7 @@ class QueryTower(keras.Model):
         )
         self.profile_embeddings = [
             keras.layers.Embedding(size, 16, name=f"profile_embedding_{i}")
-            for i, size in enumerate(profile_sizes if use_profile else ())
+            for i, size in enumerate(profile_sizes if with_profile else ())
         ]
         self.pool = MaskedMeanPooling()
         self.mlp = keras.Sequential(
@@ -337,7 +351,7 @@ class QueryTower(keras.Model):
     def set_tables(self, id_index: np.ndarray, profile: np.ndarray | None = None) -> None:
         """Loads the per-user lookup tables (user-index order, unknown-user row last)."""
         self.id_index.assign(np.asarray(id_index, np.int32))
-        if self.use_profile and profile is not None:
+        if self._with_profile and profile is not None:
             self.profile_table.assign(np.asarray(profile, np.int32))
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
@@ -345,7 +359,7 @@ class QueryTower(keras.Model):
         parts = []
         if self.use_ids:
             parts.append(self.id_embedding(tf.gather(self.id_index, user)))
-        if self.use_profile:
+        if self._with_profile:
             profile = tf.gather(self.profile_table, user)
             parts.extend(emb(profile[:, i]) for i, emb in enumerate(self.profile_embeddings))
         if self.use_history:
@@ -353,7 +367,9 @@ class QueryTower(keras.Model):
         return tf.math.l2_normalize(self.mlp(tf.concat(parts, axis=-1)), axis=-1)
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (``profile_sizes`` as a list of ints) plus the base fields."""
         return {
+            **keras.layers.Layer.get_config(self),
             "num_users": self.num_users,
             "user_vocab_size": self.user_vocab_size,
             "profile_sizes": list(self.profile_sizes),

@@ -18,22 +18,12 @@ import tf_keras
 
 from tfrec_llm.errors import ConfigError, DataError
 from tfrec_llm.text.bert_loader import load_bert
+from tfrec_llm.text.pooling import masked_mean
 from tfrec_llm.text.tokenizer import load_tokenizer, validate_max_length
 
 POOLINGS = ("mean", "cls")
 _PAD_MULTIPLE = 8
 _TOKENIZE_CHUNK = 1024
-
-
-def masked_mean(hidden: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Averages ``hidden [batch, seq, dim]`` over the positions where ``mask [batch, seq]`` is 1.
-
-    Rows without any unmasked position give zeros.
-    """
-    mask = tf.cast(mask, hidden.dtype)[:, :, tf.newaxis]
-    total = tf.reduce_sum(hidden * mask, axis=1)
-    count = tf.maximum(tf.reduce_sum(mask, axis=1), 1e-9)
-    return total / count
 
 
 def _check_trainable_layers(trainable_layers: int, num_layers: int | None) -> None:

@@ -1,5 +1,9 @@
-"""Keras layers of tfrec_llm, one computation per module."""
+"""Keras layers of tfrec_llm, one computation per module.
 
-from tfrec_llm.models.layers.masked_mean import MaskedMeanPooling
+``MaskedMeanPooling`` is defined in ``tfrec_llm.text.pooling`` (``text`` is below ``models`` in
+the import order, and the text encoder pools with the same code) and re-exported here.
+"""
+
+from tfrec_llm.text.pooling import MaskedMeanPooling
 
 __all__ = ["MaskedMeanPooling"]

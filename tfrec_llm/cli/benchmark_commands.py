@@ -1,10 +1,10 @@
-"""``tfrec-llm benchmark quality | speed``: the benchmark scripts of a source checkout.
+"""``tfrec-llm benchmark quality | speed | serving_load``: the benchmark scripts of a checkout.
 
-The benchmarks live in ``benchmarks/quality.py`` and ``benchmarks/speed.py`` next to the
-package in a source checkout (they are scripts with tables and charts, not library code, so
-they are not installed with the package). ``tfrec_llm.cli.main.build_parser`` calls
-:func:`add_subcommands`, which loads each script and lets it declare its own options, so
-``tfrec-llm benchmark quality --help`` and ``python benchmarks/quality.py --help`` agree.
+The benchmarks live in ``benchmarks/*.py`` next to the package in a source checkout (they are
+scripts with tables and charts, not library code, so they are not installed with the package).
+Building the parser does not touch them: a script is loaded only when its command runs, and
+then declares its own options, so ``tfrec-llm benchmark quality --help`` and
+``python benchmarks/quality.py --help`` agree.
 
 Examples:
     tfrec-llm benchmark quality --out benchmarks/results
@@ -22,13 +22,21 @@ from typing import Any
 
 from tfrec_llm.errors import ConfigError
 
-__all__ = ["BENCHMARKS", "add_subcommands", "benchmarks_dir", "load_benchmark", "main_argv"]
+__all__ = [
+    "BENCHMARKS",
+    "add_subcommands",
+    "benchmark_parser",
+    "benchmarks_dir",
+    "load_benchmark",
+]
 
 BENCHMARKS = {
     "quality": "protocols A/B/C on MovieLens-100K: Random, MostPop, ItemKNN, EASE, ALS, BPR and "
     "the two-tower variants; writes quality.json, quality.md and quality.png",
     "speed": "text encoding, two-tower training and exported top-K latency, as interleaved "
     "medians and ratios; writes speed.json and speed.md",
+    "serving_load": "load test of the exported retrieval model in the local TF Serving-compatible "
+    "server over gRPC/REST vs in process; writes serving_load.json and serving_load.md",
 }
 
 
@@ -84,48 +92,57 @@ def load_benchmark(name: str, folder: Path | None = None) -> ModuleType:
     return module
 
 
+def benchmark_parser(name: str, folder: Path | None = None) -> argparse.ArgumentParser:
+    """The parser of one benchmark script: ``tfrec-llm benchmark NAME`` plus the script's options.
+
+    Raises:
+        ConfigError: If the script is unknown, missing or fails to load.
+    """
+    try:
+        module = load_benchmark(name, folder)
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise ConfigError(f"could not load benchmarks/{name}.py: {err!r}") from err
+    parser = argparse.ArgumentParser(
+        prog=f"tfrec-llm benchmark {name}", description=BENCHMARKS[name]
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+    )
+    module.add_arguments(parser)
+    parser.set_defaults(benchmark=name, run=module.run)
+    return parser
+
+
 def _run(args: argparse.Namespace) -> int:
-    module = load_benchmark(args.benchmark)
-    return int(module.run(args, main_argv(sys.argv)) or 0)
-
-
-def _unavailable(message: str) -> Any:
-    def handler(args: argparse.Namespace) -> int:
-        raise ConfigError(message)
-
-    return handler
+    script_args = benchmark_parser(args.benchmark).parse_args(args.script_args)
+    return int(script_args.run(script_args, list(args.script_args)) or 0)
 
 
 def add_subcommands(subparsers: Any) -> None:
-    """Registers ``benchmark`` with one sub-subcommand per script on an argparse subparsers object.
+    """Registers ``benchmark NAME [OPTIONS...]`` on an argparse subparsers object.
 
     Args:
         subparsers: The object returned by ``ArgumentParser.add_subparsers()``.
     """
     parser = subparsers.add_parser(
         "benchmark",
-        help="run the quality or speed benchmark of a source checkout (benchmarks/*.py)",
+        help="run a benchmark of a source checkout (benchmarks/*.py): " + ", ".join(BENCHMARKS),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, help_text in BENCHMARKS.items():
-        p = which.add_parser(name, help=help_text, description=help_text)
-        p.add_argument(
-            "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+        p = which.add_parser(
+            name,
+            help=help_text,
+            description=help_text + f". Options: tfrec-llm benchmark {name} --help.",
+            add_help=False,
         )
-        try:
-            module = load_benchmark(name)
-        except ConfigError as err:
-            p.set_defaults(handler=_unavailable(str(err)))
-            continue
-        except Exception as err:  # a broken script must not break the other commands
-            p.set_defaults(handler=_unavailable(f"could not load benchmarks/{name}.py: {err!r}"))
-            continue
-        module.add_arguments(p)
-        p.set_defaults(handler=_run)
-
-
-def main_argv(argv: list[str]) -> list[str]:
-    """The options after ``benchmark <name>`` in a command line (recorded in the reports)."""
-    return list(argv[argv.index("benchmark") + 2 :]) if "benchmark" in argv else []
+        p.add_argument(
+            "script_args",
+            nargs=argparse.REMAINDER,
+            help="the script's own options (loaded when the command runs)",
+        )
+        p.set_defaults(handler=_run, verbose=0)

@@ -11,6 +11,8 @@ import argparse
 import os
 from typing import Any
 
+from tfrec_llm.cli import options
+
 __all__ = ["add_subcommands", "tune_command"]
 
 _EPILOG = """\
@@ -34,8 +36,6 @@ def add_subcommands(subparsers: Any) -> None:
     Args:
         subparsers: The object returned by ``ArgumentParser.add_subparsers()``.
     """
-    from tfrec_llm.cli.main import _add_common
-
     p = subparsers.add_parser(
         "tune",
         help="hyperparameter search over the two-tower model (KerasTuner; resumable, "
@@ -47,7 +47,7 @@ def add_subcommands(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(p)
+    options.add_common(p)
     p.add_argument(
         "--algorithm",
         choices=["random", "hyperband", "bayesian"],
@@ -65,15 +65,8 @@ def add_subcommands(subparsers: Any) -> None:
         default=None,
         help="search directory (default: <train.model_dir>/tune_<algorithm>); reused = resumed",
     )
-    p.add_argument(
-        "--variant",
-        default="bert",
-        choices=["id", "text", "bert"],
-        help="model variant of every trial",
-    )
-    p.add_argument(
-        "--protocol", default=None, help="loo | cold-items | cold-users (default: tune.protocol)"
-    )
+    options.add_variant(p, "model variant of every trial")
+    options.add_protocol(p, default_help="tune.protocol")
     p.add_argument(
         "--overwrite", action="store_true", help="delete the search in --directory and start over"
     )
@@ -129,16 +122,13 @@ def _print_space(cfg: Any, directory: str, variant: str) -> None:
 
 def tune_command(args: argparse.Namespace) -> int:
     """``tfrec-llm tune``."""
-    import tf_keras as keras
-
-    from tfrec_llm.config import load_config, replace
-    from tfrec_llm.training.experiment import prepare
+    from tfrec_llm.config import replace
+    from tfrec_llm.experiments import prepare
+    from tfrec_llm.experiments.runs import seed_everything
     from tfrec_llm.tuning.tuner import build_tuner, is_distributed_chief, is_distributed_worker
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = options.config_from_args(args)
     changes: dict[str, Any] = {}
-    if args.model_dir:
-        changes["train__model_dir"] = args.model_dir
     if args.algorithm:
         changes["tune__algorithm"] = args.algorithm
     if args.max_trials is not None:
@@ -150,15 +140,12 @@ def tune_command(args: argparse.Namespace) -> int:
     address = _oracle_address()
     verbose = 0 if args.quiet else 2 if args.verbose else 1
 
-    def seed(trial_cfg: Any) -> None:
-        keras.utils.set_random_seed(trial_cfg.train.seed)
-
     tuner = build_tuner(
         cfg,
         directory,
         args.variant,
         overwrite=args.overwrite,
-        trial_setup=seed,
+        trial_setup=seed_everything,
         oracle_address=address,
     )
     prepared = None
@@ -194,43 +181,28 @@ def tune_command(args: argparse.Namespace) -> int:
             prepared = prepare(cfg, cfg.tune.protocol, with_text=args.variant != "id")
         _retrain_and_compare(cfg, summary, prepared, args.variant, args.compare_default, verbose)
     if args.export_dir:
-        from tfrec_llm.cli import commands
+        from tfrec_llm.config import load_config
+        from tfrec_llm.experiments import Experiment
 
-        export_args = argparse.Namespace(
-            config=summary.best_config_path,
-            overrides=[],
-            model_dir=None,
-            export_dir=args.export_dir,
-            variant=args.variant,
-            version=None,
-            quiet=args.quiet,
-            verbose=args.verbose,
-        )
-        commands.export(export_args)
+        best = Experiment(load_config(summary.best_config_path), verbose=options.keras_verbosity(args))
+        result = best.export(args.variant, args.export_dir)
+        print(f"exported {result.retrieval}" + (f"\nexported {result.item_encoder}" if result.item_encoder else ""))
     return 0
 
 
 def _train(cfg: Any, prepared: Any, variant: str, verbose: int) -> Any:
-    """Trains ``cfg`` in ``<train.model_dir>/<protocol>/<variant>``, as ``tfrec-llm train`` does."""
-    import tf_keras as keras
+    """Trains ``cfg`` in ``<train.model_dir>/<protocol>/<variant>``, as ``tfrec-llm train`` does.
 
-    from tfrec_llm.config import dump_config
-    from tfrec_llm.training.experiment import load_or_train
+    These folders belong to the search, so a run made with other settings is replaced.
+    """
+    from tfrec_llm.experiments import load_or_train, run_dir
 
-    directory = os.path.join(cfg.train.model_dir, prepared.split.protocol, variant)
-    config_path = os.path.join(directory, "config.yaml")
-    stale = False
-    if os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as f:
-            stale = f.read() != dump_config(cfg)
-    keras.utils.set_random_seed(cfg.train.seed)
     model, info = load_or_train(
-        cfg, prepared, variant, directory, retrain=stale, verbose=1 if verbose >= 2 else 0
+        cfg, prepared, variant, if_stale="retrain", verbose=1 if verbose >= 2 else 0
     )
-    dump_config(cfg, config_path)
     print(
-        f"{variant} model in {directory}: best epoch {info['best_epoch']}, "
-        f"epochs {info['epochs_run']}"
+        f"{variant} model in {run_dir(cfg, prepared.split.protocol, variant)}: best epoch "
+        f"{info['best_epoch']}, epochs {info['epochs_run']}"
     )
     return model
 
@@ -240,20 +212,16 @@ def _retrain_and_compare(
 ) -> None:
     """Retrains the best config (and the base config); prints VALID + TEST beside the baselines."""
     from tfrec_llm.config import load_config, replace
-    from tfrec_llm.evaluation.baselines import MostPopScorer, RandomScorer
-    from tfrec_llm.evaluation.protocols import evaluate_all
+    from tfrec_llm.config.choices import VARIANT_NAMES
     from tfrec_llm.evaluation.report import records_to_table, write_json
+    from tfrec_llm.experiments.reports import baseline_scorers, timed_records
     from tfrec_llm.models.scorer import TwoTowerScorer
-    from tfrec_llm.training.experiment import VARIANT_NAMES
 
     best_cfg = load_config(summary.best_config_path)
     name = VARIANT_NAMES[variant]
     scorers: list[Any] = []
     if compare:
-        if "Random" in cfg.eval.baselines:
-            scorers.append(RandomScorer(prepared.split, seed=cfg.train.seed))
-        if "MostPop" in cfg.eval.baselines:
-            scorers.append(MostPopScorer(prepared.split))
+        scorers += baseline_scorers(cfg, prepared.split)
         default_cfg = replace(cfg, train__model_dir=os.path.join(summary.directory, "default"))
         scorers.append(
             TwoTowerScorer(
@@ -269,7 +237,7 @@ def _retrain_and_compare(
         )
     )
     ks = tuple(sorted(set(cfg.eval.ks) | set(best_cfg.eval.ks)))
-    records = evaluate_all(scorers, prepared.split, ks=ks)
+    records = timed_records(scorers, prepared.split, ks)
     table = records_to_table(records)
     print("\n" + table)
     if compare:

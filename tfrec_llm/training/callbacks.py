@@ -10,6 +10,8 @@ from typing import Any
 
 import tf_keras as keras
 
+from tfrec_llm.atomic_io import atomic_path, write_json
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,13 +77,9 @@ class FullRankingValidation(keras.callbacks.Callback):
         previous_best = self.best
         self.history.append({"epoch": epoch, "loss": float((logs or {}).get("loss", float("nan"))), "metrics": metrics})
         if previous_best is None or metrics[self.monitor] > previous_best["metrics"][self.monitor]:
-            tmp = os.path.join(self.directory, "best.tmp.weights.h5")
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.weights_path)
-        tmp = self.history_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.history, f, indent=1)
-        os.replace(tmp, self.history_path)
+            with atomic_path(self.weights_path) as tmp:
+                self.model.save_weights(tmp)
+        write_json(self.history_path, self.history)
         if logs is not None:
             for key, value in metrics.items():
                 if key != "users":

@@ -7,8 +7,15 @@ Layout of ``model_dir``::
     validation.json       VALID metrics of every epoch
     best.weights.h5       weights of the best VALID epoch
 
+The trainer knows nothing of how a model is built or scored: it takes a model factory (called
+after the input pipeline is built, so the random streams are the same whatever the caller did)
+and, for early stopping, a validation metric as a callable.
+
 Example:
-    >>> result = train_two_tower(cfg, split, catalog, text_embeddings, "runs/ml100k")
+    >>> result = train_two_tower(
+    ...     cfg, split, catalog, lambda: build_two_tower(cfg.model, catalog, text), "runs/ml100k",
+    ...     validation_metric=lambda model: {"ndcg@10": ...},
+    ... )
     >>> result.best_epoch, result.valid_metrics["ndcg@10"]
 """
 
@@ -18,21 +25,24 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 
-import numpy as np
 import tf_keras as keras
 
 from tfrec_llm.config import ExperimentConfig, TrainConfig
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.data.splits import Split
 from tfrec_llm.data.tfdata import make_dataset, training_examples
-from tfrec_llm.evaluation.protocols import evaluate
-from tfrec_llm.experiments.builders import build_two_tower
 from tfrec_llm.models.retrieval import TwoTowerModel
-from tfrec_llm.models.scorer import TwoTowerScorer
 from tfrec_llm.training.callbacks import FullRankingValidation
 
 logger = logging.getLogger(__name__)
+
+ModelFactory = Callable[[], TwoTowerModel]
+"""Builds a fresh model with its lookup tables loaded and its weights created."""
+
+ValidationMetric = Callable[[TwoTowerModel], dict[str, float]]
+"""Scores the model on VALID; returns ``{"<metric>@<k>": value, ...}`` (``train.monitor`` among them)."""
 
 
 @dataclasses.dataclass
@@ -67,33 +77,33 @@ def train_two_tower(
     cfg: ExperimentConfig,
     split: Split,
     catalog: Catalog,
-    text_embeddings: np.ndarray | None,
+    build_model: ModelFactory,
     model_dir: str,
     *,
+    validation_metric: ValidationMetric | None = None,
     fit_on: str = "train",
     epochs: int | None = None,
-    validate: bool = True,
     verbose: int = 1,
-    name: str = "TwoTower",
-    text_tokens: tuple[np.ndarray, np.ndarray] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainResult:
     """Trains the two-tower model of ``cfg`` on ``split`` and returns the best VALID weights.
 
     Resumes from ``<model_dir>/backup`` if a previous run with the same directory was killed.
 
     Args:
-        cfg: The experiment config (model + train sections are used).
+        cfg: The experiment config (the model's history length and the train section).
         split: Protocol split; ``fit_on`` picks ``split.train`` or ``split.train_valid``.
         catalog: Integer tables built from ``split``.
-        text_embeddings: [num_items, dim] item text embeddings, or None for a text-free model.
+        build_model: Returns the untrained model (called once, after the input pipeline).
         model_dir: Checkpoints, logs and best weights.
+        validation_metric: Scores the model on VALID after each epoch (early stopping on
+            ``cfg.train.monitor``, best weights); None trains without validation.
         fit_on: ``train`` (early stopping on VALID) or ``train_valid`` (refit, no validation).
         epochs: Overrides ``cfg.train.epochs``.
-        validate: Run the VALID evaluator each epoch (early stopping, best weights).
         verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
-        name: Model name in logs.
-        text_tokens: (token_ids, attention_mask) of the item texts, [num_items, max_length]
-            each; required when ``cfg.text.fine_tune_layers != 0`` and ``cfg.model.use_text``.
+        callbacks: More Keras callbacks; they run after the trainer's own (validation,
+            ``BackupAndRestore``, TensorBoard), so at their ``on_epoch_end`` the epoch is
+            already checkpointed.
 
     Returns:
         TrainResult.
@@ -101,30 +111,28 @@ def train_two_tower(
     start = time.perf_counter()
     os.makedirs(model_dir, exist_ok=True)
     frame = split.train if fit_on == "train" else split.train_valid
-    validate = validate and fit_on == "train"
     examples = training_examples(frame, catalog, cfg.model.history_length)
     dataset = make_dataset(examples, cfg.train.batch_size, cfg.train.shuffle_buffer, seed=cfg.train.seed)
 
-    model = build_two_tower(cfg.model, catalog, text_embeddings, cfg.text, text_tokens)
+    model = build_model()
     model.compile(optimizer=make_optimizer(cfg.train))
 
-    callbacks: list[keras.callbacks.Callback] = []
+    all_callbacks: list[keras.callbacks.Callback] = []
     validation = None
-    if validate:
-
-        def evaluate_valid() -> dict[str, float]:
-            scorer = TwoTowerScorer(model, catalog, name=name)
-            return evaluate(scorer, split.valid, split.item_ids, ks=cfg.eval.ks)
-
-        validation = FullRankingValidation(evaluate_valid, model_dir, cfg.train.monitor, cfg.train.patience)
+    if validation_metric is not None and fit_on == "train":
+        metric = validation_metric
+        validation = FullRankingValidation(
+            lambda: metric(model), model_dir, cfg.train.monitor, cfg.train.patience
+        )
         if os.path.isdir(os.path.join(model_dir, "backup")):
             validation.load_history()
-        callbacks.append(validation)
-    callbacks += [
+        all_callbacks.append(validation)
+    all_callbacks += [
         keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
         keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), write_graph=False, profile_batch=0),
+        *callbacks,
     ]
-    history = model.fit(dataset, epochs=epochs or cfg.train.epochs, callbacks=callbacks, verbose=verbose)
+    history = model.fit(dataset, epochs=epochs or cfg.train.epochs, callbacks=all_callbacks, verbose=verbose)
 
     best_epoch, valid_metrics = -1, {}
     if validation is not None and validation.best is not None:

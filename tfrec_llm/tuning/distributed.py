@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 
 import keras_tuner
-from keras_tuner.src.distribute import utils as distribute_utils
 
 from tfrec_llm.errors import ConfigError
+from tfrec_llm.tuning.keras_tuner_private import distribute_utils, oracle_chief, oracle_servicer_registrar
 
 
 def is_distributed_worker() -> bool:
@@ -40,12 +40,10 @@ def serve_oracle(oracle: keras_tuner.Oracle, address: str, poll_seconds: float =
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    oracle_servicer_registrar()(servicer, server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:

@@ -3,7 +3,7 @@
 KerasTuner 1.4.8 binds to Keras 3 and rejects tf-keras models (STACK.md), so these tuners
 never hand it a model: the search space is declared up front from ``tune.space``
 (:mod:`tfrec_llm.tuning.search_space`), and ``run_trial`` trains the two-tower model with
-:func:`tfrec_llm.training.experiment.train_variant` -- early stopping and best weights on the
+:func:`tfrec_llm.experiments.runs.train_variant` -- early stopping and best weights on the
 VALID objective of our full-ranking evaluator -- and returns its metrics as a dict.
 
 Layout of the search directory ``DIR``::
@@ -43,7 +43,9 @@ import tf_keras as keras
 
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.training.experiment import VARIANTS, Prepared, train_variant
+from tfrec_llm.config.choices import VARIANTS
+from tfrec_llm.experiments.prepare import Prepared
+from tfrec_llm.experiments.runs import train_variant
 from tfrec_llm.tuning import directory as directory_module
 from tfrec_llm.tuning import oracles
 from tfrec_llm.tuning.distributed import is_distributed_chief, is_distributed_worker, serve_oracle
@@ -222,7 +224,7 @@ class TwoTowerTrials:
             self.oracle.verbose = verbose
             self.save()  # type: ignore[attr-defined]
             if self.oracle_address is None:
-                from keras_tuner.src.distribute import oracle_chief
+                from tfrec_llm.tuning.keras_tuner_private import oracle_chief
 
                 oracle_chief.start_server(self.oracle)
             else:
@@ -231,7 +233,7 @@ class TwoTowerTrials:
         if prepared is None:
             raise ConfigError(
                 "search() needs the prepared data set: "
-                "tfrec_llm.training.experiment.prepare(cfg, protocol)"
+                "tfrec_llm.experiments.prepare(cfg, protocol)"
             )
         protocol = self.base_config.tune.protocol
         if prepared.split.protocol != protocol:

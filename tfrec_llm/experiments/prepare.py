@@ -1,21 +1,19 @@
-"""One experiment end to end: data -> split -> text embeddings -> train -> evaluate.
+"""Prepare: data set -> protocol split -> catalog -> item texts -> text embeddings.
 
-This is the layer the CLI, the benchmarks and the tuner share, so they all run the very same
-split, text and metric code.
+The first step of every experiment (CLI commands, tuner, benchmarks, the Python API), so they
+all read the same data, split it with the one protocol module and encode the same texts.
 
 Example:
     >>> cfg = load_config("pipelines/movielens_100k.yaml")
     >>> prepared = prepare(cfg, protocol="loo")
-    >>> result = train_variant(cfg, prepared, "bert", "runs/ml100k/bert")
+    >>> prepared.split.test.user_ids[:3], prepared.text_embeddings.shape
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import shutil
 import types
 from collections.abc import Sequence
 from typing import cast
@@ -23,26 +21,14 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from tfrec_llm.config import DataConfig, ExperimentConfig, TextConfig, config_to_dict, replace
+from tfrec_llm.config import DataConfig, ExperimentConfig, TextConfig
 from tfrec_llm.data.catalog import Catalog, build_catalog
 from tfrec_llm.data.readers import read_movielens_1m, read_movielens_100k, read_movielens_raw, read_tabular
 from tfrec_llm.data.schema import ITEM_ID, USER_ID, RecDataset
 from tfrec_llm.data.splits import Split, make_split
-from tfrec_llm.errors import ConfigError
 from tfrec_llm.text.templates import render_texts
-from tfrec_llm.experiments.builders import build_two_tower
-from tfrec_llm.models.retrieval import TwoTowerModel
-from tfrec_llm.training.trainer import TrainResult, train_two_tower
 
 logger = logging.getLogger(__name__)
-
-# Model variants compared in every report: what the candidate tower may use.
-VARIANTS: dict[str, dict[str, bool]] = {
-    "id": {"use_ids": True, "use_text": False, "use_categories": False},
-    "text": {"use_ids": False, "use_text": True, "use_categories": True},
-    "bert": {"use_ids": True, "use_text": True, "use_categories": True},
-}
-VARIANT_NAMES = {"id": "TwoTower-ID", "text": "TwoTower-TextOnly", "bert": "TwoTower-BERT"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +51,13 @@ class Prepared:
     item_texts: tuple[str, ...]
     text_embeddings: np.ndarray | None
     text_tokens: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """item id -> rendered item text (empty when the data set has no item table)."""
+        if not len(self.dataset.items):
+            return {}
+        return dict(zip(self.split.item_ids, self.item_texts))
 
 
 def load_dataset(cfg: DataConfig) -> RecDataset:
@@ -180,141 +173,20 @@ def prepare(cfg: ExperimentConfig, protocol: str | None = None, with_text: bool 
     return Prepared(dataset, split, catalog, tuple(texts), embeddings, tokens)
 
 
-def variant_config(cfg: ExperimentConfig, variant: str) -> ExperimentConfig:
-    """``cfg`` with the candidate-tower switches of ``variant`` (``id``, ``text``, ``bert``)."""
-    if variant not in VARIANTS:
-        raise ConfigError(f"variant={variant!r}; expected one of {sorted(VARIANTS)}")
-    return replace(cfg, **{f"model__{k}": v for k, v in VARIANTS[variant].items()})
-
-
-def train_variant(
-    cfg: ExperimentConfig, prepared: Prepared, variant: str, model_dir: str, verbose: int = 1
-) -> TrainResult:
-    """Trains one model variant on the prepared split (early stopping on VALID).
-
-    With ``train.refit_on_train_valid`` the model is then retrained from scratch on
-    TRAIN+VALID for the best number of epochs.
-    """
-    vcfg = variant_config(cfg, variant)
-    text = prepared.text_embeddings if vcfg.model.use_text else None
-    if vcfg.model.use_text and text is None:
-        raise ConfigError(f"variant {variant!r} needs text embeddings; call prepare(..., with_text=True)")
-    tokens = _text_tokens(vcfg, prepared, variant)
-    name = VARIANT_NAMES[variant]
-    result = train_two_tower(
-        vcfg,
-        prepared.split,
-        prepared.catalog,
-        text,
-        model_dir,
-        verbose=verbose,
-        name=name,
-        text_tokens=tokens,
-    )
-    if vcfg.train.refit_on_train_valid and result.best_epoch >= 0:
-        refit = train_two_tower(
-            vcfg,
-            prepared.split,
-            prepared.catalog,
-            text,
-            os.path.join(model_dir, "refit"),
-            fit_on="train_valid",
-            epochs=result.best_epoch + 1,
-            validate=False,
-            verbose=verbose,
-            name=name,
-            text_tokens=tokens,
-        )
-        result = dataclasses.replace(refit, best_epoch=result.best_epoch, valid_metrics=result.valid_metrics)
-    return result
-
-
-def _text_tokens(
-    vcfg: ExperimentConfig, prepared: Prepared, variant: str
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The item token tables when ``variant`` fine-tunes BERT (None otherwise)."""
-    if not (vcfg.model.use_text and vcfg.text.fine_tune_layers != 0):
-        return None
-    if prepared.text_tokens is None:
-        raise ConfigError(
-            f"variant {variant!r} with text.fine_tune_layers={vcfg.text.fine_tune_layers} needs "
-            "the tokenized item texts; call prepare(...) with that config and with_text=True"
-        )
-    return prepared.text_tokens
-
-
-def load_or_train(
-    cfg: ExperimentConfig,
-    prepared: Prepared,
-    variant: str,
-    model_dir: str,
-    retrain: bool = False,
-    verbose: int = 1,
-) -> tuple[TwoTowerModel, dict[str, object]]:
-    """Returns the finished model of ``variant`` in ``model_dir``, training it first if needed.
-
-    A finished run leaves ``model.weights.h5`` and ``result.json`` in ``model_dir``; anything
-    less (no run, or a killed one) trains, resuming from the backup when there is one. The
-    config sections that shape the model are recorded in ``training_config.json``; a folder
-    trained with other settings is cleared and trained again (with a warning), never reused.
-
-    Returns:
-        (model, info) where info holds best_epoch, valid_metrics, epochs_run, train_seconds.
-    """
-    weights = os.path.join(model_dir, "model.weights.h5")
-    info_path = os.path.join(model_dir, "result.json")
-    marker = os.path.join(model_dir, "training_config.json")
-    vcfg = variant_config(cfg, variant)
-    fingerprint = training_fingerprint(vcfg)
-    if os.path.exists(marker):
-        with open(marker, encoding="utf-8") as f:
-            if json.load(f) != fingerprint:
-                logger.warning("%s holds a model trained with other settings: training again", model_dir)
-                retrain = True
-    if not retrain and os.path.exists(weights) and os.path.exists(info_path):
-        model = build_two_tower(
-            vcfg.model,
-            prepared.catalog,
-            prepared.text_embeddings if vcfg.model.use_text else None,
-            vcfg.text,
-            _text_tokens(vcfg, prepared, variant),
-        )
-        model.load_weights(weights)
-        with open(info_path, encoding="utf-8") as f:
-            return model, json.load(f)
-    if retrain:
-        shutil.rmtree(model_dir, ignore_errors=True)
-    os.makedirs(model_dir, exist_ok=True)
-    with open(marker, "w", encoding="utf-8") as f:
-        json.dump(fingerprint, f, indent=1)
-    result = train_variant(cfg, prepared, variant, model_dir, verbose=verbose)
-    info: dict[str, object] = {
-        "variant": variant,
-        "best_epoch": result.best_epoch,
-        "valid_metrics": result.valid_metrics,
-        "epochs_run": result.epochs_run,
-        "train_seconds": round(result.seconds, 2),
-        "refit_on_train_valid": vcfg.train.refit_on_train_valid,
-    }
-    tmp_weights = os.path.join(model_dir, "model.tmp.weights.h5")
-    result.model.save_weights(tmp_weights)
-    os.replace(tmp_weights, weights)
-    with open(info_path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1)
-    os.replace(info_path + ".tmp", info_path)
-    return result.model, info
-
-
-def training_fingerprint(cfg: ExperimentConfig) -> dict[str, object]:
-    """The config sections that decide a trained model (not where files go), as plain data."""
-    values = config_to_dict(cfg)
-    values["train"].pop("model_dir", None)
-    values["text"].pop("cache_dir", None)
-    values["text"].pop("batch_size", None)
-    return {key: values[key] for key in ("data", "text", "model", "train")}
-
-
 def user_histories(interactions: pd.DataFrame) -> dict[str, list[str]]:
     """user id -> chronologically ordered item ids (input sorted by user, time, tie_key)."""
     grouped = interactions.groupby(USER_ID, sort=False)[ITEM_ID].agg(list)
     return {str(u): [str(i) for i in items] for u, items in grouped.items()}
+
+
+def known_histories(prepared: Prepared) -> dict[str, list[str]]:
+    """Every interaction known per user, chronological: TRAIN+VALID, then the TEST targets.
+
+    This is what an exported model stores, so that it never recommends an item the user has
+    already interacted with.
+    """
+    histories = user_histories(prepared.split.train_valid)
+    test = prepared.split.test
+    for user, targets in zip(test.user_ids, test.targets):
+        histories.setdefault(str(user), []).extend(str(t) for t in targets)
+    return histories

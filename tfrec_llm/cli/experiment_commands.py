@@ -1,0 +1,206 @@
+"""``tfrec-llm train | evaluate | export | recommend | run``: thin wrappers over ``experiments``.
+
+Each handler reads the config, calls the experiment layer and prints; TensorFlow is imported
+only when a command runs, so ``tfrec-llm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tfrec_llm.cli import options
+
+logger = logging.getLogger("tfrec_llm")
+
+__all__ = ["add_subcommands", "print_recommendations"]
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Registers train, evaluate, export, recommend and run on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "train",
+        help="train one model variant under one protocol (early stopping on VALID NDCG@10)",
+        description="Train a two-tower model with early stopping on VALID (full-ranking NDCG@10). "
+        "Interrupted runs resume from <model_dir>/<protocol>/<variant>/backup. A finished run "
+        "with the same config and data is reused; one made with other settings or data is an "
+        "error (nothing is deleted) unless --retrain.",
+    )
+    options.add_common(p)
+    options.add_variant(p)
+    options.add_protocol(p)
+    p.add_argument("--retrain", action="store_true", help="replace the finished model, if any, and train again")
+    p.set_defaults(handler=train)
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="evaluate baselines and model variants under the protocols of docs/evaluation.md",
+        description="Score Random, MostPop and the model variants on TEST (and VALID) with the "
+        "full-ranking evaluator; trains missing models first. Prints a table; --json writes "
+        'records {"model", "protocol", "split", "metric", "k", "value", ...}.',
+    )
+    options.add_common(p)
+    p.add_argument(
+        "--protocol",
+        type=options.protocol_list,
+        default=None,
+        help="comma-separated protocols (default: eval.protocol): " + options.PROTOCOL_HELP,
+    )
+    p.add_argument(
+        "--variants",
+        type=options.variant_list,
+        default=["id", "bert"],
+        help=options.VARIANT_HELP + " (comma-separated; default id,bert)",
+    )
+    p.add_argument("--json", default=None, metavar="FILE", help="write the records as JSON to FILE")
+    p.add_argument("--markdown", default=None, metavar="FILE", help="write the table as Markdown to FILE")
+    p.set_defaults(handler=evaluate)
+
+    p = subparsers.add_parser(
+        "export",
+        help="export retrieval + item_encoder SavedModels for TF Serving",
+        description="Write DIR/retrieval/<version>/, DIR/item_encoder/<version>/ and DIR/models.config "
+        "(atomically: written aside, checked for TF Serving ops, then renamed).",
+    )
+    options.add_common(p)
+    p.add_argument("--export-dir", default=None, help="base export folder (default: export.export_dir)")
+    options.add_variant(p)
+    p.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
+    p.set_defaults(handler=export)
+
+    p = subparsers.add_parser(
+        "recommend",
+        help="print top-K recommendations for users, in process",
+        description="Recommend with the trained model in process (the same graph that is exported). "
+        "An unknown user id falls back to the popularity ranking, with a warning.",
+    )
+    options.add_common(p)
+    p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
+    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    options.add_variant(p)
+    p.set_defaults(handler=recommend)
+
+    p = subparsers.add_parser(
+        "run",
+        help="the whole job: evaluate (train if needed), export, serve over gRPC and query",
+        description="Evaluate Random, MostPop, the ID-only and the BERT two-tower under the given "
+        "protocols, export the BERT model, start the local TF Serving-compatible server on a free "
+        "loopback port, and query it over gRPC for a few users.",
+    )
+    options.add_common(p)
+    p.add_argument(
+        "--protocol",
+        type=options.protocol_list,
+        default=["loo", "cold-items"],
+        help="comma-separated protocols (default loo,cold-items)",
+    )
+    p.add_argument("--export-dir", default=None, help="base export folder (default: export.export_dir)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the evaluation records as JSON")
+    p.add_argument("--users", default="1,2,3", help="comma-separated user ids to query at the end")
+    p.set_defaults(handler=run)
+
+
+def _experiment(args: argparse.Namespace) -> Any:
+    from tfrec_llm.experiments import Experiment
+
+    return Experiment(options.config_from_args(args), verbose=options.keras_verbosity(args))
+
+
+def train(args: argparse.Namespace) -> int:
+    """``tfrec-llm train``."""
+    from tfrec_llm.experiments import run_dir
+
+    exp = _experiment(args)
+    protocol = args.protocol or exp.config.eval.protocol
+    _, info = exp.train(args.variant, protocol, retrain=args.retrain)
+    directory = run_dir(exp.config, protocol, args.variant)
+    print(f"{args.variant} model in {directory}: best epoch {info['best_epoch']}, valid {info['valid_metrics']}")
+    return 0
+
+
+def _write_records(records: list[dict[str, Any]], path: str | None) -> None:
+    if path:
+        from tfrec_llm.evaluation.report import write_json
+
+        write_json(records, path)
+        print(f"wrote {path}")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """``tfrec-llm evaluate``."""
+    from tfrec_llm.atomic_io import write_text
+
+    exp = _experiment(args)
+    result = exp.evaluate(args.protocol, args.variants)
+    print(result.table)
+    _write_records(result.records, args.json)
+    if args.markdown:
+        write_text(args.markdown, result.table + "\n")
+    return 0
+
+
+def _print_export(result: Any) -> None:
+    print(f"exported {result.retrieval}")
+    if result.item_encoder:
+        print(f"exported {result.item_encoder}")
+    print(f"wrote {result.models_config}")
+
+
+def export(args: argparse.Namespace) -> int:
+    """``tfrec-llm export``."""
+    exp = _experiment(args)
+    _print_export(exp.export(args.variant, args.export_dir, args.version))
+    return 0
+
+
+def print_recommendations(
+    users: Sequence[str], answers: Sequence[Sequence[tuple[str, float]]], titles: Mapping[str, str]
+) -> None:
+    """Prints one block per user: rank, item id, score, item text."""
+    for user, answer in zip(users, answers):
+        print(f"user {user}:")
+        for rank, (item, score) in enumerate(answer, start=1):
+            print(f"  {rank:2d}. [{item:>5}] {score:7.4f}  {titles.get(item, '')}")
+
+
+def recommend(args: argparse.Namespace) -> int:
+    """``tfrec-llm recommend``: in-process top-K with the exported graph's code."""
+    exp = _experiment(args)
+    users = [str(u) for u in args.user]
+    answers = exp.recommend(users, args.k, args.variant)
+    print_recommendations(users, answers, exp.prepare("loo", with_text=args.variant != "id").titles)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """``tfrec-llm run``: evaluate -> export -> serve -> query over gRPC."""
+    from tfrec_llm.serving.grpc_client import GrpcClient
+    from tfrec_llm.serving.local import LocalModelServer
+
+    start = time.perf_counter()
+    exp = _experiment(args)
+    print("== 1/4 evaluate (trains the models that are not trained yet)")
+    result = exp.evaluate(args.protocol, ["id", "bert"])
+    print(result.table)
+    _write_records(result.records, args.json)
+
+    print("== 2/4 export")
+    exported = exp.export("bert", args.export_dir)
+    _print_export(exported)
+
+    print("== 3/4 serve: local TF Serving-compatible PredictionService on 127.0.0.1 (production: tensorflow/serving)")
+    server = LocalModelServer.from_config_file(exported.models_config, grpc_port=0, rest_port=0)
+    server.start()
+    try:
+        print(f"gRPC on 127.0.0.1:{server.grpc_port}, REST on 127.0.0.1:{server.rest_port}")
+        print("== 4/4 query over gRPC")
+        client = GrpcClient("127.0.0.1", server.grpc_port, model_name="retrieval")
+        users = [u.strip() for u in args.users.split(",") if u.strip()]
+        print_recommendations(users, client.recommend(users, k=5), exp.prepare("loo").titles)
+    finally:
+        server.stop()
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0

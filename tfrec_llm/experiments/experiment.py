@@ -1,0 +1,139 @@
+"""``Experiment``: the Python API of a training script (prepare -> train -> evaluate -> export).
+
+Example:
+    >>> import tfrec_llm
+    >>> exp = tfrec_llm.Experiment(tfrec_llm.load_config(overrides=["train.epochs=3"]))
+    >>> model, info = exp.train("bert")                    # protocol A (eval.protocol)
+    >>> print(exp.evaluate(["loo"], ["bert"]).table)        # beside Random and MostPop
+    >>> exp.export("bert", "exports")                      # SavedModels for TF Serving
+    >>> exp.recommend(["1", "2"], k=5)                     # [[(item_id, score), ...], ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec_llm.config import ExperimentConfig
+from tfrec_llm.data.schema import RecDataset
+from tfrec_llm.export.exporter import ExportResult
+from tfrec_llm.export.serving_module import RetrievalModule
+from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
+from tfrec_llm.experiments.publish import export_variant
+from tfrec_llm.experiments.reports import evaluate_protocols, test_table
+from tfrec_llm.experiments.runs import load_or_train
+from tfrec_llm.models.retrieval import TwoTowerModel
+
+logger = logging.getLogger(__name__)
+
+Recommendations = list[list[tuple[str, float]]]
+"""Per user, the top-K ``(item_id, score)`` pairs, best first."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """Records of one evaluation, and the TEST table.
+
+    Attributes:
+        records: One dict per number (``model``, ``protocol``, ``split``, ``metric``, ``k``,
+            ``value``, ``users``, ``eval_seconds`` and, for trained models, ``fit_seconds``).
+        table: Markdown table of the TEST records, one row per model.
+    """
+
+    records: list[dict[str, Any]]
+    table: str
+
+
+class Experiment:
+    """One config, its data and its models, with the steps a training script calls.
+
+    Every step reuses what an earlier step (or an earlier process with the same config and
+    data) produced: the split and text embeddings per protocol, and the finished runs under
+    ``train.model_dir`` (see ``experiments.runs``).
+
+    Args:
+        config: The experiment config (``tfrec_llm.load_config``).
+        verbose: Keras progress bars (1), one line per epoch (2) or silent (0).
+    """
+
+    def __init__(self, config: ExperimentConfig, verbose: int = 1) -> None:
+        self.config = config
+        self.verbose = verbose
+        self._dataset: RecDataset | None = None
+        self._prepared: dict[tuple[str, bool], Prepared] = {}
+
+    @property
+    def dataset(self) -> RecDataset:
+        """The canonical data set of ``config.data`` (read once)."""
+        if self._dataset is None:
+            self._dataset = load_dataset(self.config.data)
+        return self._dataset
+
+    def prepare(self, protocol: str | None = None, with_text: bool = True) -> Prepared:
+        """The split, catalog and text embeddings under ``protocol`` (default ``eval.protocol``)."""
+        protocol = protocol or self.config.eval.protocol
+        for key in ((protocol, True), (protocol, with_text)):
+            if key in self._prepared:
+                return self._prepared[key]
+        prepared = prepare(self.config, protocol, with_text, dataset=self.dataset)
+        self._prepared[(protocol, with_text)] = prepared
+        return prepared
+
+    def train(
+        self, variant: str = "bert", protocol: str | None = None, retrain: bool = False
+    ) -> tuple[TwoTowerModel, dict[str, Any]]:
+        """The finished model of ``variant`` (trained now unless an up-to-date run exists).
+
+        Returns:
+            (model, info) with best_epoch, valid_metrics, epochs_run, train_seconds.
+        """
+        prepared = self.prepare(protocol, with_text=variant != "id")
+        return load_or_train(self.config, prepared, variant, retrain=retrain, verbose=self.verbose)
+
+    def evaluate(
+        self, protocols: Sequence[str] | None = None, variants: Sequence[str] = ("id", "bert")
+    ) -> Evaluation:
+        """Baselines and ``variants`` under ``protocols`` (default ``eval.protocol``), on VALID and TEST."""
+        protocols = list(protocols or [self.config.eval.protocol])
+        records, prepared = evaluate_protocols(self.config, protocols, variants, self.verbose)
+        for protocol, value in prepared.items():
+            self._prepared.setdefault((protocol, any(v != "id" for v in variants)), value)
+        return Evaluation(records, test_table(records))
+
+    def export(
+        self, variant: str = "bert", export_dir: str | None = None, version: int | None = None
+    ) -> ExportResult:
+        """Exports the ``loo`` model of ``variant`` for TF Serving (see ``experiments.publish``)."""
+        prepared = self.prepare("loo", with_text=variant != "id")
+        return export_variant(self.config, prepared, variant, export_dir, version, self.verbose)
+
+    def recommend(self, users: Sequence[str], k: int = 10, variant: str = "bert") -> Recommendations:
+        """Top-``k`` items for ``users``, in process, with the graph that is exported.
+
+        An unknown user id gets the most popular unseen items (with a warning), as the served
+        model does.
+        """
+        prepared = self.prepare("loo", with_text=variant != "id")
+        model, _ = self.train(variant, "loo")
+        histories = known_histories(prepared)
+        export = self.config.export
+        module = RetrievalModule(model, prepared.catalog, histories, export.default_k, export.max_k)
+        users = [str(u) for u in users]
+        for user in users:
+            if user not in histories:
+                logger.warning(
+                    "user %r is unknown to the model: recommending the most popular unseen items", user
+                )
+        none = tf.zeros([0, 0], tf.string)
+        out = module.serve(tf.constant(users), none, none, tf.constant(k, tf.int32))
+        ids: np.ndarray = out["item_ids"].numpy()
+        scores: np.ndarray = out["scores"].numpy()
+        return [
+            [(item.decode(), float(score)) for item, score in zip(row_ids, row_scores)]
+            for row_ids, row_scores in zip(ids, scores)
+        ]

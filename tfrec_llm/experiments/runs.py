@@ -1,0 +1,284 @@
+"""Runs: one folder per trained model, seeded, reused only when nothing it depends on changed.
+
+Layout of a run folder (default ``<train.model_dir>/<protocol>/<variant>``)::
+
+    training_config.json  what decides the model: the data/text/model/train config sections and
+                          a fingerprint of the input data
+    config.yaml           the full config of the run (``tfrec-llm train --config`` accepts it)
+    model.weights.h5      the finished model (best VALID epoch, or the refit)
+    result.json           best_epoch, valid_metrics, epochs_run, train_seconds
+    backup/ logs/ ...     the trainer's checkpoints and TensorBoard logs (``training.trainer``)
+
+A folder with ``model.weights.h5`` and ``result.json`` is finished and is reused; a folder
+without them (nothing yet, or a killed run) trains, resuming from ``backup/``. A folder trained
+with other settings or other data is never reused and never deleted silently: `load_or_train`
+raises `StaleRunError`, which names the differences and the two ways out (``--retrain`` or
+another ``--model-dir``).
+
+Example:
+    >>> prepared = prepare(cfg, "loo")
+    >>> model, info = load_or_train(cfg, prepared, "bert")
+    >>> info["best_epoch"], info["valid_metrics"]["ndcg@10"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+from typing import Any
+
+import pandas as pd
+import tf_keras as keras
+
+from tfrec_llm.atomic_io import atomic_path, write_json
+from tfrec_llm.config import ExperimentConfig, config_to_dict, dump_config, replace
+from tfrec_llm.config.choices import VARIANT_NAMES, VARIANTS
+from tfrec_llm.errors import ConfigError
+from tfrec_llm.evaluation.protocols import evaluate
+from tfrec_llm.experiments.builders import build_two_tower
+from tfrec_llm.experiments.prepare import Prepared
+from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.models.scorer import TwoTowerScorer
+from tfrec_llm.training.trainer import TrainResult, ValidationMetric, train_two_tower
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS = "model.weights.h5"
+RESULT = "result.json"
+FINGERPRINT = "training_config.json"
+CONFIG = "config.yaml"
+
+_IF_STALE = ("error", "retrain")
+
+
+class StaleRunError(ConfigError):
+    """A run folder holds a model trained with other settings or other data."""
+
+
+def run_dir(cfg: ExperimentConfig, protocol: str, variant: str) -> str:
+    """The folder of one model: ``<train.model_dir>/<protocol>/<variant>``."""
+    return os.path.join(cfg.train.model_dir, protocol, variant)
+
+
+def seed_everything(cfg: ExperimentConfig) -> None:
+    """Seeds Python, numpy and TensorFlow with ``train.seed``.
+
+    Called right before each model is built, so a model's weights do not depend on what the
+    process did before: ``tfrec-llm train --variant bert`` and ``tfrec-llm run`` train the very
+    same model.
+    """
+    keras.utils.set_random_seed(cfg.train.seed)
+
+
+def variant_config(cfg: ExperimentConfig, variant: str) -> ExperimentConfig:
+    """``cfg`` with the candidate-tower switches of ``variant`` (``id``, ``text``, ``bert``).
+
+    Raises:
+        ConfigError: If ``variant`` is unknown.
+    """
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant={variant!r}; expected one of {sorted(VARIANTS)}")
+    return replace(cfg, **{f"model__{k}": v for k, v in VARIANTS[variant].items()})
+
+
+def _text_inputs(
+    vcfg: ExperimentConfig, prepared: Prepared, variant: str
+) -> tuple[Any, tuple[Any, Any] | None]:
+    """(text embeddings, text tokens) that the model of ``vcfg`` needs (None where unused)."""
+    if not vcfg.model.use_text:
+        return None, None
+    if prepared.text_embeddings is None:
+        raise ConfigError(
+            f"variant {variant!r} needs text embeddings; call prepare(..., with_text=True)"
+        )
+    if vcfg.text.fine_tune_layers == 0:
+        return prepared.text_embeddings, None
+    if prepared.text_tokens is None:
+        raise ConfigError(
+            f"variant {variant!r} with text.fine_tune_layers={vcfg.text.fine_tune_layers} needs "
+            "the tokenized item texts; call prepare(...) with that config and with_text=True"
+        )
+    return prepared.text_embeddings, prepared.text_tokens
+
+
+def build_model(cfg: ExperimentConfig, prepared: Prepared, variant: str) -> TwoTowerModel:
+    """The untrained model of ``variant`` for ``prepared`` (tables loaded, weights created)."""
+    vcfg = variant_config(cfg, variant)
+    text, tokens = _text_inputs(vcfg, prepared, variant)
+    return build_two_tower(vcfg.model, prepared.catalog, text, vcfg.text, tokens)
+
+
+def validation_metric(cfg: ExperimentConfig, prepared: Prepared, name: str) -> ValidationMetric:
+    """VALID metrics of a model under the full-ranking evaluator (``eval.ks``)."""
+
+    def metric(model: TwoTowerModel) -> dict[str, float]:
+        scorer = TwoTowerScorer(model, prepared.catalog, name=name)
+        return evaluate(scorer, prepared.split.valid, prepared.split.item_ids, ks=cfg.eval.ks)
+
+    return metric
+
+
+def train_variant(
+    cfg: ExperimentConfig, prepared: Prepared, variant: str, model_dir: str, verbose: int = 1
+) -> TrainResult:
+    """Trains one model variant on the prepared split (early stopping on VALID).
+
+    With ``train.refit_on_train_valid`` the model is then retrained from scratch on
+    TRAIN+VALID for the best number of epochs (in ``<model_dir>/refit``).
+    """
+    vcfg = variant_config(cfg, variant)
+    _text_inputs(vcfg, prepared, variant)  # fail before any work when inputs are missing
+
+    def build() -> TwoTowerModel:
+        return build_model(cfg, prepared, variant)
+
+    metric = validation_metric(vcfg, prepared, VARIANT_NAMES[variant])
+    split, catalog = prepared.split, prepared.catalog
+    result = train_two_tower(
+        vcfg, split, catalog, build, model_dir, validation_metric=metric, verbose=verbose
+    )
+    if vcfg.train.refit_on_train_valid and result.best_epoch >= 0:
+        refit = train_two_tower(
+            vcfg,
+            split,
+            catalog,
+            build,
+            os.path.join(model_dir, "refit"),
+            fit_on="train_valid",
+            epochs=result.best_epoch + 1,
+            verbose=verbose,
+        )
+        result = dataclasses.replace(
+            refit, best_epoch=result.best_epoch, valid_metrics=result.valid_metrics
+        )
+    return result
+
+
+def data_fingerprint(prepared: Prepared) -> str:
+    """A hash of the input frames (interactions, items, users) that a model is trained on."""
+    digest = hashlib.sha256()
+    for frame in (prepared.dataset.interactions, prepared.dataset.items, prepared.dataset.users):
+        digest.update(",".join(map(str, frame.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def training_fingerprint(cfg: ExperimentConfig, prepared: Prepared | None = None) -> dict[str, Any]:
+    """What decides a trained model (not where files go): config sections, and the data hash."""
+    values = config_to_dict(cfg)
+    values["train"].pop("model_dir", None)
+    values["text"].pop("cache_dir", None)
+    values["text"].pop("batch_size", None)
+    out: dict[str, Any] = {key: values[key] for key in ("data", "text", "model", "train")}
+    if prepared is not None:
+        out["data_sha256"] = data_fingerprint(prepared)
+    return out
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``section.field: old -> new`` for every leaf that differs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{d}" for d in _differences(a, b)]
+        elif a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out
+
+
+def _check_not_stale(directory: str, fingerprint: dict[str, Any]) -> None:
+    """Raises `StaleRunError` when ``directory`` holds a run made with another fingerprint."""
+    marker = os.path.join(directory, FINGERPRINT)
+    finished = os.path.exists(os.path.join(directory, WEIGHTS))
+    if not os.path.exists(marker):
+        if finished:
+            raise StaleRunError(
+                f"{directory} holds a model without {FINGERPRINT}, so its settings and data "
+                "cannot be checked. Train again with --retrain (replaces it) or choose another "
+                "--model-dir."
+            )
+        return
+    with open(marker, encoding="utf-8") as f:
+        old = json.load(f)
+    if old != fingerprint:
+        changes = _differences(old, fingerprint)
+        raise StaleRunError(
+            f"{directory} holds a model trained with other settings or data "
+            f"({'; '.join(changes[:6])}{' ...' if len(changes) > 6 else ''}). It is kept as it "
+            "is. Train again with --retrain (replaces it), or choose another --model-dir."
+        )
+
+
+def load_or_train(
+    cfg: ExperimentConfig,
+    prepared: Prepared,
+    variant: str,
+    directory: str | None = None,
+    *,
+    retrain: bool = False,
+    if_stale: str = "error",
+    verbose: int = 1,
+) -> tuple[TwoTowerModel, dict[str, Any]]:
+    """The finished model of ``variant``, trained first (seeded, resumable) if needed.
+
+    Args:
+        cfg: Experiment config.
+        prepared: The data, split for the protocol the model is trained under.
+        variant: ``id``, ``text`` or ``bert``.
+        directory: The run folder; default `run_dir`.
+        retrain: Delete whatever the folder holds and train from scratch.
+        if_stale: When the folder holds a run made with other settings or data: ``error``
+            (raise `StaleRunError`, keep the folder) or ``retrain`` (replace it, with a warning;
+            for folders a caller owns, such as a tuner's).
+        verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
+
+    Returns:
+        (model, info) where info holds variant, best_epoch, valid_metrics, epochs_run,
+        train_seconds and refit_on_train_valid.
+
+    Raises:
+        StaleRunError: As described under ``if_stale``.
+    """
+    if if_stale not in _IF_STALE:
+        raise ConfigError(f"if_stale={if_stale!r}; expected one of {_IF_STALE}")
+    directory = directory or run_dir(cfg, prepared.split.protocol, variant)
+    fingerprint = training_fingerprint(variant_config(cfg, variant), prepared)
+    if not retrain:
+        try:
+            _check_not_stale(directory, fingerprint)
+        except StaleRunError as err:
+            if if_stale == "error":
+                raise
+            logger.warning("%s: training again", err)
+            retrain = True
+    weights = os.path.join(directory, WEIGHTS)
+    info_path = os.path.join(directory, RESULT)
+    seed_everything(cfg)
+    if not retrain and os.path.exists(weights) and os.path.exists(info_path):
+        model = build_model(cfg, prepared, variant)
+        model.load_weights(weights)
+        with open(info_path, encoding="utf-8") as f:
+            return model, json.load(f)
+    if retrain:
+        shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+    write_json(os.path.join(directory, FINGERPRINT), fingerprint)
+    dump_config(cfg, os.path.join(directory, CONFIG))
+    result = train_variant(cfg, prepared, variant, directory, verbose=verbose)
+    info: dict[str, Any] = {
+        "variant": variant,
+        "best_epoch": result.best_epoch,
+        "valid_metrics": result.valid_metrics,
+        "epochs_run": result.epochs_run,
+        "train_seconds": round(result.seconds, 2),
+        "refit_on_train_valid": cfg.train.refit_on_train_valid,
+    }
+    with atomic_path(weights) as tmp:
+        result.model.save_weights(tmp)
+    write_json(info_path, info)
+    return result.model, info

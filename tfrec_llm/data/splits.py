@@ -27,6 +27,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from tfrec_llm.config.choices import PROTOCOLS
 from tfrec_llm.data.schema import (
     ITEM_ID,
     TIMESTAMP,
@@ -40,7 +41,6 @@ from tfrec_llm.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-PROTOCOLS = ("loo", "cold-items", "cold-users")
 TIE_KEY = "tie_key"
 TIE_KEY_SEED = 42
 PROTOCOL_SEED = 42

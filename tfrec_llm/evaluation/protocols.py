@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from tfrec_llm.config.choices import METRICS
 from tfrec_llm.data.splits import EvalTask, Split, tie_priority
 from tfrec_llm.errors import ConfigError, DataError
 from tfrec_llm.evaluation.metrics import (
@@ -32,8 +33,6 @@ from tfrec_llm.evaluation.metrics import (
 
 TASK_NAMES = ("valid", "test")
 """The `Split` attributes that hold an `EvalTask`."""
-
-_METRICS = ("recall", "hr", "ndcg")
 
 
 @runtime_checkable
@@ -119,7 +118,7 @@ def evaluate(
         priority = tie_priority(n_items)[cand_items]
     n_cand = priority.size
 
-    sums = {f"{metric}@{k}": 0.0 for k in ks for metric in _METRICS}
+    sums = {f"{metric}@{k}": 0.0 for k in ks for metric in METRICS}
     for start in range(0, n_users, batch_size):
         stop = min(start + batch_size, n_users)
         batch_users = user_ids[start:stop]
@@ -190,7 +189,7 @@ def evaluate_all(
         for task_name in tasks:
             result = evaluate(scorer, getattr(split, task_name), split.item_ids, ks, batch_size)
             for k in ks:
-                for metric in _METRICS:
+                for metric in METRICS:
                     records.append(
                         {
                             "model": name,

@@ -81,7 +81,7 @@ def test_malformed_csv_row_strict_raises_with_file_and_line(tmp_path):
 
 def test_malformed_csv_row_non_strict_drops_counts_and_warns_once(tmp_path, caplog):
     inter = _write(tmp_path / "bad.csv", MALFORMED)
-    with caplog.at_level(logging.WARNING, logger="tfrec_llm.data.readers.tabular"):
+    with caplog.at_level(logging.WARNING, logger="tfrec_llm.data.readers"):
         ds = read_tabular(inter, strict=False)
     assert ds.interactions["timestamp"].tolist() == [100, 300]  # not shifted
     assert ds.report.counts["malformed_row"] == 1

@@ -13,8 +13,10 @@ import re
 import numpy as np
 import pandas as pd
 
-from tfrec_llm.data.readers import tabular
-from tfrec_llm.data.readers.tabular import LOC, IssueLog, RawTable
+from tfrec_llm.data.readers.canonical import build_dataset
+from tfrec_llm.data.readers.delimited import table_from_text
+from tfrec_llm.data.readers.issues import IssueLog
+from tfrec_llm.data.readers.table import LOC, RawTable, decode, drop_rows, rename_columns
 from tfrec_llm.data.schema import ITEM_ID, MULTI_VALUE_SEP, RATING, TIMESTAMP, USER_ID, RecDataset
 from tfrec_llm.errors import DataError
 
@@ -87,9 +89,7 @@ def _file(folder: str, name: str) -> str:
 
 
 def _load(path: str, sep: str, log: IssueLog, names: tuple[str, ...] | None = None) -> RawTable:
-    return tabular.table_from_text(
-        path, tabular.decode(path, _ENCODING, _FALLBACK), sep, log, names
-    )
+    return table_from_text(path, decode(path, _ENCODING, _FALLBACK), sep, log, names)
 
 
 def split_title_year(raw: pd.Series, dates: pd.Series | None = None) -> tuple[list[str], list[str]]:
@@ -121,10 +121,25 @@ def split_title_year(raw: pd.Series, dates: pd.Series | None = None) -> tuple[li
     return titles, years
 
 
+def _set_movie_columns(
+    items: RawTable, titles: list[str], years: list[str], genres: pd.Series
+) -> None:
+    """Replaces a GroupLens items table by the canonical ``item_id, title, year, genres``."""
+    items.frame = pd.DataFrame(
+        {
+            ITEM_ID: items.frame[ITEM_ID],
+            "title": pd.Series(titles, dtype="str"),
+            "year": pd.Series(years, dtype="str"),
+            "genres": genres,
+            LOC: items.frame[LOC],
+        }
+    )
+
+
 def _finish(
     name: str, inter: RawTable, items: RawTable, users: RawTable, log: IssueLog
 ) -> RecDataset:
-    return tabular.build_dataset(
+    return build_dataset(
         name,
         inter,
         items,
@@ -186,8 +201,7 @@ def read_movielens_100k(folder: str | None = None, strict: bool = True) -> RecDa
             k: {"movie_title": "title", "release_year": "year", "class": "genres"}.get(v, v)
             for k, v in renames.items()
         }
-        table.frame = table.frame.rename(columns=renames)
-        table.source_names = {v: k for k, v in renames.items()}
+        rename_columns(table, renames)
         tables.append(table)
     inter, items, users = tables
     if "genres" in items.frame.columns:
@@ -235,22 +249,14 @@ def read_movielens_raw(folder: str, strict: bool = True) -> RecDataset:
             first_bad,
             "malformed row: genre flag {value!r} must be 0 or 1",
         )
-        items.frame = items.frame.loc[~bad].reset_index(drop=True)
+        drop_rows(items, bad)
         flags = flags.loc[~bad].reset_index(drop=True)
     on = flags.to_numpy() == "1"
     genres = [
         MULTI_VALUE_SEP.join(g for g, f in zip(ML100K_GENRES, row, strict=True) if f) for row in on
     ]
     titles, years = split_title_year(items.frame["raw_title"], items.frame["release_date"])
-    items.frame = pd.DataFrame(
-        {
-            ITEM_ID: items.frame[ITEM_ID],
-            "title": pd.Series(titles, dtype="str"),
-            "year": pd.Series(years, dtype="str"),
-            "genres": pd.Series(genres, dtype="str"),
-            LOC: items.frame[LOC],
-        }
-    )
+    _set_movie_columns(items, titles, years, pd.Series(genres, dtype="str"))
     return _finish("ml-100k-raw", inter, items, users, log)
 
 
@@ -278,15 +284,7 @@ def read_movielens_1m(folder: str, strict: bool = True) -> RecDataset:
         _file(folder, "users.dat"), "::", log, (USER_ID, "gender", "age", "occupation", "zip_code")
     )
     titles, years = split_title_year(items.frame["raw_title"])
-    items.frame = pd.DataFrame(
-        {
-            ITEM_ID: items.frame[ITEM_ID],
-            "title": pd.Series(titles, dtype="str"),
-            "year": pd.Series(years, dtype="str"),
-            "genres": items.frame["genres"],
-            LOC: items.frame[LOC],
-        }
-    )
+    _set_movie_columns(items, titles, years, items.frame["genres"])
     codes = {str(i): name for i, name in enumerate(ML1M_OCCUPATIONS)}
     occupation = users.frame["occupation"]
     users.frame["occupation"] = occupation.map(lambda c: codes.get(c.strip(), c)).astype("str")

@@ -1,4 +1,4 @@
-"""What every benchmark output names: the machine, the command, the software; atomic writes.
+"""What every benchmark output names: the machine, the command, the software.
 
 EVALUATION.md: a speed or quality figure is always published with the machine it ran on. This
 module reads the CPU model from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere), the
@@ -12,8 +12,7 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 _CPUINFO = "/proc/cpuinfo"
@@ -106,31 +105,24 @@ def command_line(script: str, argv: list[str]) -> str:
     return shlex.join(["python", script, *argv])
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def provenance(script: str, argv: Sequence[str] | None, machine: dict[str, Any]) -> dict[str, Any]:
+    """The fields every report starts with: machine, load at the end, command and date.
 
+    Args:
+        script: The script's path in the checkout, e.g. ``benchmarks/quality.py``.
+        argv: The script's options (None: ``sys.argv[1:]``).
+        machine: `describe_machine` taken when the run started (its load average is the
+            start's); TensorFlow's version is filled in now, as it is imported by the end.
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Binary twin of `write_text_atomic` (used for the PNG chart)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    Returns:
+        ``{"machine", "load_end", "command", "date"}``.
+    """
+    from datetime import UTC, datetime
+
+    end = describe_machine()
+    return {
+        "machine": {**machine, "tensorflow": end["tensorflow"]},
+        "load_end": end["load_average"],
+        "command": command_line(script, list(argv if argv is not None else sys.argv[1:])),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }

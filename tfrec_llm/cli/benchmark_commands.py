@@ -139,6 +139,7 @@ def add_subcommands(subparsers: Any) -> None:
             help=help_text,
             description=help_text + f". Options: tfrec-llm benchmark {name} --help.",
             add_help=False,
+            prefix_chars="\0",  # no options here: REMAINDER alone drops a leading --option
         )
         p.add_argument(
             "script_args",

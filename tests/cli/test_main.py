@@ -2,49 +2,26 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
-import yaml
 
 from tfrec_llm.cli.main import build_parser, main
 
 
-@pytest.fixture()
-def tiny_config(tiny_dataset, tmp_path):
-    """Writes the tiny data set as CSV files and a config that reads them."""
-    tiny_dataset.interactions.to_csv(tmp_path / "interactions.csv", index=False)
-    tiny_dataset.items.to_csv(tmp_path / "items.csv", index=False)
-    tiny_dataset.users.to_csv(tmp_path / "users.csv", index=False)
-    cfg = {
-        "data": {
-            "source": "csv",
-            "path": str(tmp_path / "interactions.csv"),
-            "items_path": str(tmp_path / "items.csv"),
-            "users_path": str(tmp_path / "users.csv"),
-            "item_text_fields": ["title", "year", "genres"],
-            "item_categorical_fields": ["genres"],
-            "user_profile_fields": ["age", "gender", "occupation"],
-        },
-        "model": {"embedding_dim": 16, "history_length": 5},
-        "train": {"model_dir": str(tmp_path / "runs"), "epochs": 2, "batch_size": 32},
-        "export": {"export_dir": str(tmp_path / "exports")},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path), tmp_path
-
-
 def test_every_command_has_help(capsys):
     parser = build_parser()
-    for command in ["train", "evaluate", "export", "recommend", "run", "serve", "query", "check-servable"]:
+    commands = ["train", "evaluate", "export", "recommend", "run", "serve", "query", "check-servable", "tune"]
+    for command in commands + ["benchmark"]:
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: tfrec-llm " + command in capsys.readouterr().out
 
 
-def test_train_evaluate_export_recommend_on_csv(tiny_config, capsys, caplog):
-    config, tmp = tiny_config
+def test_train_evaluate_export_recommend_on_csv(tiny_csv_config, capsys, caplog):
+    config, tmp = tiny_csv_config
     assert main(["train", "--config", config, "--variant", "id", "--quiet"]) == 0
     assert os.path.exists(tmp / "runs" / "loo" / "id" / "model.weights.h5")
     assert "id model in" in capsys.readouterr().out
@@ -78,3 +55,39 @@ def test_unknown_protocol_is_rejected_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--protocol", "loo,nope"])
     assert "unknown protocol(s) ['nope']" in capsys.readouterr().err
+
+
+def test_a_config_typo_fails_before_any_work_with_exit_code_2(tiny_csv_config, capsys):
+    config, tmp = tiny_csv_config
+    assert main(["train", "--config", config, "--variant", "id", "--set", "train.monitor=foo"]) == 2
+    err = capsys.readouterr().err
+    assert "train.monitor='foo'" in err
+    assert not os.path.exists(tmp / "runs")  # nothing was read, split or trained
+
+
+def test_a_stale_run_is_kept_and_explained(tiny_csv_config, capsys):
+    config, tmp = tiny_csv_config
+    assert main(["train", "--config", config, "--variant", "id", "--quiet"]) == 0
+    weights = tmp / "runs" / "loo" / "id" / "model.weights.h5"
+    stamp = os.path.getmtime(weights)
+    capsys.readouterr()
+    changed = ["--set", "train.patience=2"]
+    assert main(["recommend", "--config", config, "--variant", "id", "--user", "1", *changed]) == 2
+    err = capsys.readouterr().err
+    assert "train.patience: 3 -> 2" in err and "--retrain" in err
+    assert os.path.getmtime(weights) == stamp  # the finished model was neither deleted nor retrained
+    assert main(["train", "--config", config, "--variant", "id", "--quiet", "--retrain", *changed]) == 0
+    assert os.path.getmtime(weights) != stamp
+
+
+def test_help_imports_neither_tensorflow_nor_the_benchmarks():
+    code = (
+        "import sys\n"
+        "from tfrec_llm.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('tensorflow', 'tfrec_llm_benchmark')))\n"
+        "print(bad[:5])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -39,7 +39,7 @@ from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.warmup import read_warmup_requests
 from tfrec_llm.experiments.builders import build_two_tower
 from tfrec_llm.serving.model_config import read_models_config
-from tfrec_llm.training.experiment import item_texts, user_histories
+from tfrec_llm.experiments.prepare import item_texts, user_histories
 
 TESTS = Path(__file__).resolve().parents[1]
 DEFAULT_K, MAX_K, MAX_LENGTH = 3, 7, 16
@@ -57,7 +57,7 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 _DATA = _load(TESTS / "conftest.py", "tfrec_tests_root_conftest")
-_MODELS = _load(TESTS / "models" / "conftest.py", "tfrec_tests_models_conftest")
+_MODELS = _DATA  # the tiny BERT fixtures (tiny_bert_dir, TINY_HIDDEN) moved to tests/conftest.py
 tiny_bert_dir = _MODELS.tiny_bert_dir  # the session fixture of tests/models, reused here
 
 

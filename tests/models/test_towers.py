@@ -79,8 +79,27 @@ def test_query_tower_unknown_user_and_empty_history():
 @pytest.mark.parametrize("cls, kwargs", [
     (ItemTower, {"num_items": 3, "item_vocab_size": 2, "text_dim": 4, "num_categories": 2, "embedding_dim": 8}),
     (QueryTower, {"num_users": 3, "user_vocab_size": 2, "profile_sizes": [2, 3], "embedding_dim": 8}),
-])
-def test_config_round_trip(cls, kwargs):
-    layer = cls(**kwargs)
-    clone = cls.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config() == {**layer.get_config(), **kwargs}
+    (ItemTower, {"num_items": 3, "item_vocab_size": 2, "use_text": False, "name": "catalog_items"}),
+    (QueryTower, {"num_users": 3, "user_vocab_size": 2, "profile_sizes": (4,), "trainable": False}),
+])  # fmt: skip
+def test_config_round_trip(cls, kwargs, keras_testing):
+    config = keras_testing.assert_config_round_trip(cls(**kwargs), kwargs)
+    if "name" not in kwargs:  # Keras numbers default names per instance: item_tower, item_tower_1
+        assert config["name"].startswith({ItemTower: "item_tower", QueryTower: "query_tower"}[cls])
+
+
+def test_item_tower_config_keeps_use_categories_when_the_data_has_none():
+    tower = ItemTower(num_items=2, item_vocab_size=2, text_dim=3, num_categories=0, use_categories=True)
+    assert tower.get_config()["use_categories"] is True
+    assert tower.category_projection is None  # derived: no categorical fields, no projection
+    tower.set_tables(np.array([1, 0]), np.ones((2, 3)), np.ones((2, 1)))  # categories ignored
+    assert tower(tf.constant([0, 1])).shape == (2, 64)
+
+
+def test_query_tower_config_keeps_use_profile_when_the_data_has_no_profile():
+    tower = QueryTower(num_users=2, user_vocab_size=2, profile_sizes=(), embedding_dim=4)
+    assert tower.get_config()["use_profile"] is True
+    assert tower.profile_embeddings == []  # derived: no profile fields, no embeddings
+    hist = tf.ones([1, 2, 4])
+    out = tower({"user": tf.constant([1]), "history": hist, "history_mask": tf.ones([1, 2], tf.bool)})
+    assert out.shape == (1, 4)

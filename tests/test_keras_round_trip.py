@@ -1,0 +1,205 @@
+"""Every registered Keras class of tfrec_llm: config round trip and save/load in a fresh process.
+
+One case per class (two for ``ItemTower``: precomputed text table, and a fine-tuned BERT
+nested inside), built tiny, with the checks of ``tests/keras_testing.py``. All cases are saved
+first and reloaded by ONE new Python process, so the whole file costs one extra interpreter.
+``test_every_registered_class_has_a_case`` reads the package source, so a new registered class
+without a case here fails.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tfrec_llm  # noqa: F401
+from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.models.towers import ItemTower, QueryTower
+from tfrec_llm.text.encoder import TextEncoder
+from tfrec_llm.text.pooling import MaskedMeanPooling
+
+PACKAGE = Path(tfrec_llm.__file__).resolve().parent
+Case = tuple[Any, dict[str, Any], tuple[Any, ...]]  # (object, constructor arguments, call args)
+
+
+def _masked_mean_pooling(bert_dir: str, vocab: list[str]) -> Case:
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(3, 4, 2)).astype(np.float32)
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], bool)
+    return MaskedMeanPooling(name="history_pool"), {"name": "history_pool"}, (values, mask)
+
+
+def _item_tower(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "num_items": 5,
+        "item_vocab_size": 4,
+        "text_dim": 3,
+        "num_categories": 2,
+        "embedding_dim": 4,
+        "text_projection_dim": 6,
+        "l2": 0.01,
+        "id_dropout": 0.1,
+        "name": "items",
+    }
+    tower = ItemTower(**arguments)
+    rng = np.random.default_rng(1)
+    categories = np.array([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0]], np.float32)
+    tower.set_tables(np.array([1, 2, 3, 0, 0]), rng.normal(size=(5, 3)), categories)
+    return tower, arguments, (np.array([[0, 4], [2, -1]], np.int32),)
+
+
+def _fine_tuned_item_tower(bert_dir: str, vocab: list[str]) -> Case:
+    # text_dim=0 and use_categories=True without categories: both must stay as passed.
+    arguments = {
+        "num_items": 3,
+        "item_vocab_size": 3,
+        "text_dim": 0,
+        "num_categories": 0,
+        "use_categories": True,
+        "embedding_dim": 4,
+        "text_projection_dim": 4,
+        "text_model_path": bert_dir,
+        "text_max_length": 6,
+        "fine_tune_layers": 1,
+        "name": "fine_tuned_items",
+    }
+    tower = ItemTower(**arguments)
+    texts = [["space", "rocket"], ["kitchen", "cooking", "recipe", "story"], ["sci"]]
+    ids = np.zeros((3, 6), np.int32)  # [PAD] is id 0
+    for row, words in enumerate(texts):
+        tokens = ["[CLS]", *words, "[SEP]"]
+        ids[row, : len(tokens)] = [vocab.index(token) for token in tokens]
+    tower.set_tables(np.array([1, 2, 0]), token_ids=ids, attention_mask=(ids > 0).astype(np.int32))
+    return tower, arguments, (np.array([2, 0, 1, 0], np.int32),)
+
+
+def _query_tower(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "num_users": 3,
+        "user_vocab_size": 3,
+        "profile_sizes": [2, 3],
+        "embedding_dim": 4,
+        "l2": 0.001,
+        "name": "queries",
+    }
+    tower = QueryTower(**arguments)
+    tower.set_tables(np.array([1, 2, 0, 0]), np.array([[0, 1], [1, 2], [1, 0], [0, 0]]))
+    features = {
+        "user": np.array([0, 2, 3], np.int32),
+        "history": np.random.default_rng(2).normal(size=(3, 2, 4)).astype(np.float32),
+        "history_mask": np.array([[True, False], [True, True], [False, False]]),
+    }
+    return tower, arguments, (features,)
+
+
+def _two_tower_model(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "item_tower": {
+            "num_items": 4,
+            "item_vocab_size": 3,
+            "text_dim": 3,
+            "num_categories": 0,
+            "embedding_dim": 4,
+            "text_projection_dim": 4,
+        },
+        "query_tower": {
+            "num_users": 2,
+            "user_vocab_size": 3,
+            "profile_sizes": [2],
+            "embedding_dim": 4,
+        },
+        "history_length": 3,
+        "temperature": 0.2,
+        "logq_correction": False,
+        "name": "two_tower",
+    }
+    model = TwoTowerModel(**arguments)
+    model.item_tower.set_tables(
+        np.array([1, 2, 0, 1]), np.random.default_rng(3).normal(size=(4, 3)).astype(np.float32)
+    )
+    model.query_tower.set_tables(np.array([1, 2, 0]), np.array([[1], [0], [0]]))
+    features = {
+        "user": np.array([0, 1, 2], np.int32),
+        "history": np.array([[0, 1, -1], [3, -1, -1], [-1, -1, -1]], np.int32),
+    }
+    return model, arguments, (features,)
+
+
+def _text_encoder(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "model_path": bert_dir,
+        "max_length": 16,
+        "pooling": "mean",
+        "normalize": True,
+        "trainable_layers": 1,
+        "name": "item_text",
+    }
+    texts = np.array(["Toy Story", "space rocket adventure", "", "the spy film about toys"])
+    return TextEncoder(**arguments), arguments, (texts,)
+
+
+CASES: dict[str, Callable[[str, list[str]], Case]] = {
+    "MaskedMeanPooling": _masked_mean_pooling,
+    "ItemTower": _item_tower,
+    "ItemTower/fine-tuned": _fine_tuned_item_tower,
+    "QueryTower": _query_tower,
+    "TwoTowerModel": _two_tower_model,
+    "TextEncoder": _text_encoder,
+}
+
+
+@pytest.fixture(scope="module")
+def built(tiny_bert_dir, tiny_vocab) -> dict[str, Case]:
+    return {name: factory(tiny_bert_dir, tiny_vocab) for name, factory in CASES.items()}
+
+
+@pytest.fixture(scope="module")
+def reloaded(built, keras_testing, tmp_path_factory) -> dict[str, tuple[Path, np.ndarray]]:
+    """name -> (folder with the fresh process's outputs, outputs computed here)."""
+    root = tmp_path_factory.mktemp("keras_round_trip")
+    saved = {}
+    for i, (name, (obj, _, args)) in enumerate(built.items()):
+        folder = root / f"case_{i}"
+        saved[name] = (folder, keras_testing.save_case(obj, args, folder, seed=i))
+    keras_testing.outputs_in_fresh_process([folder for folder, _ in saved.values()])
+    return saved
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_config_round_trip_keeps_the_constructor_arguments(case, built, keras_testing):
+    obj, arguments, _ = built[case]
+    keras_testing.assert_config_round_trip(obj, arguments)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fresh_process_rebuilds_loads_and_gives_the_same_outputs(case, reloaded, keras_testing):
+    folder, expected = reloaded[case]
+    keras_testing.assert_fresh_process_outputs(folder, expected)
+
+
+def _registrations(path: Path) -> dict[str, list[str]]:
+    """class name -> the ``package=`` of each ``register_keras_serializable`` decorating it."""
+    found: dict[str, list[str]] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Call) and ast.unparse(decorator.func).endswith(
+                "register_keras_serializable"
+            ):
+                packages = [ast.literal_eval(k.value) for k in decorator.keywords if k.arg == "package"]
+                found.setdefault(node.name, []).extend(packages or ["<none>"])
+    return found
+
+
+def test_every_registered_class_has_a_case():
+    registered: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        registered.update(_registrations(path))
+    assert all(packages == ["tfrec_llm"] for packages in registered.values()), registered
+    assert set(registered) == {name.split("/")[0] for name in CASES}

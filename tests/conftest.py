@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 TESTS = Path(__file__).resolve().parent
 
 
-def make_clustered_dataset(num_users: int = 40, num_items: int = 30, per_user: int = 12, seed: int = 0) -> RecDataset:
+def make_clustered_dataset(
+    num_users: int = 40, num_items: int = 30, per_user: int = 12, seed: int = 0
+) -> RecDataset:
     """A two-cluster data set (synthetic, deterministic for a seed)."""
     rng = np.random.default_rng(seed)
     half = num_items // 2
@@ -45,7 +47,9 @@ def make_clustered_dataset(num_users: int = 40, num_items: int = 30, per_user: i
         cluster = 0 if u <= num_users // 2 else 1
         own = np.arange(half) + cluster * half
         other = np.arange(half) + (1 - cluster) * half
-        picks = list(rng.choice(own, size=per_user - 2, replace=False)) + list(rng.choice(other, size=2, replace=False))
+        picks = list(rng.choice(own, size=per_user - 2, replace=False)) + list(
+            rng.choice(other, size=2, replace=False)
+        )
         rng.shuffle(picks)
         for t, item in enumerate(picks):
             rows.append((str(u), str(item + 1), 1_000_000 + 100 * u + t))
@@ -147,9 +151,7 @@ def pytorch_state_dict(model: TFBertModel, prefix: str = "") -> dict[str, np.nda
 
     state = {}
     for weight in model.weights:
-        name, transpose = convert_tf_weight_name_to_pt_weight_name(
-            weight.name, tf_weight_shape=weight.shape
-        )
+        name, transpose = convert_tf_weight_name_to_pt_weight_name(weight.name, tf_weight_shape=weight.shape)
         name = name.removeprefix("bert.")  # hub checkpoints of BertModel carry no prefix
         value = weight.numpy()
         if transpose.name == "SIMPLE":
@@ -272,9 +274,7 @@ def ml100k_titles() -> list[str]:
     """
     spec = importlib.util.find_spec("recbole")
     assert spec is not None and spec.submodule_search_locations
-    path = os.path.join(
-        spec.submodule_search_locations[0], "dataset_example", "ml-100k", "ml-100k.item"
-    )
+    path = os.path.join(spec.submodule_search_locations[0], "dataset_example", "ml-100k", "ml-100k.item")
     frame = pd.read_csv(path, sep="\t", encoding="utf-8", dtype=str, keep_default_na=False)
     return frame["movie_title:token_seq"].tolist()
 

@@ -32,7 +32,9 @@ def _model_and_batch(dataset, **model_kwargs):
     ex = training_examples(split.train, catalog, 4)
     batch = {k: tf.constant(v[:16]) for k, v in ex.items()}
     batch["item"] = tf.concat([batch["item"][:15], batch["item"][:1]], axis=0)  # an accidental hit
-    batch["item_probability"] = tf.concat([batch["item_probability"][:15], batch["item_probability"][:1]], axis=0)
+    batch["item_probability"] = tf.concat(
+        [batch["item_probability"][:15], batch["item_probability"][:1]], axis=0
+    )
     return model, batch
 
 
@@ -46,10 +48,14 @@ def test_loss_matches_numpy_with_temperature_logq_and_hit_removal(tiny_dataset):
 
 
 def test_loss_without_corrections_matches_plain_softmax(tiny_dataset):
-    model, batch = _model_and_batch(tiny_dataset, temperature=1.0, logq_correction=False, remove_accidental_hits=False)
+    model, batch = _model_and_batch(
+        tiny_dataset, temperature=1.0, logq_correction=False, remove_accidental_hits=False
+    )
     q = model.query_embedding(batch["user"], batch["history"]).numpy()
     c = model.candidate_embedding(batch["item"]).numpy()
-    np.testing.assert_allclose(float(model.compute_loss(batch)), _softmax_loss(q, c, 1.0, None, None), rtol=1e-4)
+    np.testing.assert_allclose(
+        float(model.compute_loss(batch)), _softmax_loss(q, c, 1.0, None, None), rtol=1e-4
+    )
 
 
 def test_history_is_embedded_with_the_candidate_tower(tiny_dataset):

@@ -27,7 +27,9 @@ def test_item_tower_with_text_and_categories_matches_numpy():
     rng = np.random.default_rng(0)
     text = rng.normal(size=(3, 4)).astype(np.float32)
     cats = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
-    tower = ItemTower(num_items=3, item_vocab_size=3, text_dim=4, num_categories=2, embedding_dim=6, text_projection_dim=8)
+    tower = ItemTower(
+        num_items=3, item_vocab_size=3, text_dim=4, num_categories=2, embedding_dim=6, text_projection_dim=8
+    )
     tower.set_tables(np.array([1, 2, 0]), text, cats)
     out = tower(tf.constant([[0, 2]])).numpy()  # any input shape
     assert out.shape == (1, 2, 6)
@@ -46,7 +48,14 @@ def test_item_tower_with_text_and_categories_matches_numpy():
 
 
 def test_id_dropout_only_in_training():
-    tower = ItemTower(num_items=2, item_vocab_size=3, embedding_dim=4, use_text=False, use_categories=False, id_dropout=0.999)
+    tower = ItemTower(
+        num_items=2,
+        item_vocab_size=3,
+        embedding_dim=4,
+        use_text=False,
+        use_categories=False,
+        id_dropout=0.999,
+    )
     tower.set_tables(np.array([1, 2]))
     inference = tower(tf.constant([0, 1]), training=False).numpy()
     assert not np.allclose(inference[0], inference[1])

@@ -11,9 +11,7 @@ from tfrec_llm.models.layers import MaskedMeanPooling as ReExported
 from tfrec_llm.text.pooling import MaskedMeanPooling, masked_mean
 
 # Valid positions per row: 5 (no padding), 3, 1, 0 (all masked).
-MASK = np.array(
-    [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=np.int32
-)
+MASK = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=np.int32)
 
 
 def _numpy_masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -96,7 +96,9 @@ class TwoTowerModel(tfrs.Model):
     def query_embedding(self, user: tf.Tensor, history: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """[batch] user indices + [batch, length] item indices (-1 padded) -> [batch, dim]."""
         history = tf.cast(history, tf.int32)
-        return self.query_from_history_embeddings(user, history, self.embed_items(history, training), training)
+        return self.query_from_history_embeddings(
+            user, history, self.embed_items(history, training), training
+        )
 
     def candidate_embedding(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """[batch] catalog indices -> [batch, dim]."""

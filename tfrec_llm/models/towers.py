@@ -120,7 +120,10 @@ class ItemTower(keras.Model):
         # Only the sublayers of the enabled features exist (unbuilt layers break training).
         self.id_embedding = (
             keras.layers.Embedding(
-                item_vocab_size, embedding_dim, embeddings_regularizer=_regularizer(l2), name="item_id_embedding"
+                item_vocab_size,
+                embedding_dim,
+                embeddings_regularizer=_regularizer(l2),
+                name="item_id_embedding",
             )
             if use_ids
             else None
@@ -129,7 +132,10 @@ class ItemTower(keras.Model):
         self.text_table = tf.Variable(tf.zeros([num_items, table_dim]), trainable=False, name="text_table")
         self.text_projection = (
             keras.Sequential(
-                [keras.layers.Dense(text_projection_dim, activation="gelu"), keras.layers.Dense(embedding_dim)],
+                [
+                    keras.layers.Dense(text_projection_dim, activation="gelu"),
+                    keras.layers.Dense(embedding_dim),
+                ],
                 name="text_projection",
             )
             if use_text
@@ -150,9 +156,7 @@ class ItemTower(keras.Model):
         if text_encoder is not None:
             zeros = tf.zeros([num_items, text_max_length], tf.int32)
             self.text_token_ids = tf.Variable(zeros, trainable=False, name="text_token_ids")
-            self.text_attention_mask = tf.Variable(
-                zeros, trainable=False, name="text_attention_mask"
-            )
+            self.text_attention_mask = tf.Variable(zeros, trainable=False, name="text_attention_mask")
 
     def set_tables(
         self,
@@ -226,9 +230,7 @@ class ItemTower(keras.Model):
             "fine_tune_layers": self.fine_tune_layers,
         }
 
-    def _set_token_tables(
-        self, token_ids: np.ndarray | None, attention_mask: np.ndarray | None
-    ) -> None:
+    def _set_token_tables(self, token_ids: np.ndarray | None, attention_mask: np.ndarray | None) -> None:
         expected = (self.num_items, self.text_max_length)
         for name, table in (("token_ids", token_ids), ("attention_mask", attention_mask)):
             got = None if table is None else np.shape(table)
@@ -330,13 +332,18 @@ class QueryTower(keras.Model):
         self.id_index = tf.Variable(tf.zeros([num_users + 1], tf.int32), trainable=False, name="id_index")
         self.id_embedding = (
             keras.layers.Embedding(
-                user_vocab_size, embedding_dim, embeddings_regularizer=_regularizer(l2), name="user_id_embedding"
+                user_vocab_size,
+                embedding_dim,
+                embeddings_regularizer=_regularizer(l2),
+                name="user_id_embedding",
             )
             if use_ids
             else None
         )
         self.profile_table = tf.Variable(
-            tf.zeros([num_users + 1, max(len(profile_sizes), 1)], tf.int32), trainable=False, name="profile_table"
+            tf.zeros([num_users + 1, max(len(profile_sizes), 1)], tf.int32),
+            trainable=False,
+            name="profile_table",
         )
         self.profile_embeddings = [
             keras.layers.Embedding(size, 16, name=f"profile_embedding_{i}")

@@ -1,4 +1,4 @@
-"""Tests for tfrec_llm.tuning.tuner: trials, best weights, resume, and the errors of a search."""
+"""Tests for tfrec_llm.tuning.tuner and .trials: trials, best weights, resume, and the errors of a search."""
 
 import dataclasses
 import os
@@ -10,11 +10,11 @@ import tf_keras as keras
 from tfrec_llm.config import load_config, replace
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.evaluation.protocols import evaluate
-from tfrec_llm.experiments.builders import build_two_tower
+from tfrec_llm.experiments.prepare import prepare
+from tfrec_llm.experiments.runs import build_model
 from tfrec_llm.models.scorer import TwoTowerScorer
-from tfrec_llm.training.experiment import prepare
 from tfrec_llm.training.trainer import TrainResult
-from tfrec_llm.tuning import tuner as tuner_module
+from tfrec_llm.tuning import trials as trials_module
 from tfrec_llm.tuning.tuner import build_tuner
 
 
@@ -60,7 +60,7 @@ def test_search_with_random_text_matrix_keeps_best_weights_and_resumes(
         # The saved best weights reproduce the trial's VALID score.
         trial_cfg = load_config(os.path.join(trial_dir, "config.yaml"))
         assert trial_cfg.model.embedding_dim == record.values["model.embedding_dim"]
-        model = build_two_tower(trial_cfg.model, prepared.catalog, prepared.text_embeddings)
+        model = build_model(trial_cfg, prepared, "bert")
         model.load_weights(os.path.join(trial_dir, "best.weights.h5"))
         valid = evaluate(
             TwoTowerScorer(model, prepared.catalog),
@@ -73,7 +73,7 @@ def test_search_with_random_text_matrix_keeps_best_weights_and_resumes(
 
     # Restarting with the same directory runs nothing that finished.
     calls = []
-    monkeypatch.setattr(tuner_module, "train_variant", _fake_training(calls))
+    monkeypatch.setattr(trials_module, "train_variant", _fake_training(calls))
     again = build_tuner(replace(cfg, tune__max_trials=1), directory, "bert", trial_setup=_seed)
     assert "resuming the search in" in capsys.readouterr().out
     again.search(prepared, verbose=0)
@@ -99,7 +99,7 @@ def test_run_trial_averages_executions_and_uses_the_hyperband_budget(
     )
     calls = []
     monkeypatch.setattr(
-        tuner_module, "train_variant", _fake_training(calls, lambda c: 0.1 * (c.train.seed - 41))
+        trials_module, "train_variant", _fake_training(calls, lambda c: 0.1 * (c.train.seed - 41))
     )
     tuner = build_tuner(cfg, str(tmp_path / "hb"), "id")
     tuner.search(prepare(cfg, "loo", with_text=False, dataset=tiny_dataset), verbose=0)
@@ -117,14 +117,12 @@ def test_run_trial_averages_executions_and_uses_the_hyperband_budget(
 
 def test_lost_tuner_file_still_resumes(tiny_config, tiny_dataset, tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(tuner_module, "train_variant", _fake_training(calls))
+    monkeypatch.setattr(trials_module, "train_variant", _fake_training(calls))
     directory = str(tmp_path / "s")
     prepared = prepare(tiny_config, "loo", with_text=False, dataset=tiny_dataset)
     build_tuner(tiny_config, directory, "id").search(prepared, verbose=0)
     assert len(calls) == 2
-    os.remove(
-        os.path.join(directory, "tuner0.json")
-    )  # killed between the oracle's and the tuner's save
+    os.remove(os.path.join(directory, "tuner0.json"))  # killed between the oracle's and the tuner's save
     capsys.readouterr()
     again = build_tuner(tiny_config, directory, "id")
     assert "resuming the search" in capsys.readouterr().out
@@ -133,7 +131,7 @@ def test_lost_tuner_file_still_resumes(tiny_config, tiny_dataset, tmp_path, monk
 
 
 def test_restart_with_another_config_is_refused(tiny_config, tiny_dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(tuner_module, "train_variant", _fake_training([]))
+    monkeypatch.setattr(trials_module, "train_variant", _fake_training([]))
     directory = str(tmp_path / "s")
     build_tuner(tiny_config, directory, "id").search(
         prepare(tiny_config, "loo", with_text=False, dataset=tiny_dataset), verbose=0
@@ -155,9 +153,7 @@ def test_search_checks_its_data(tiny_config, tiny_dataset, tmp_path):
     with pytest.raises(ConfigError, match=r"search\(\) needs the prepared data set"):
         tuner.search(None, verbose=0)
     cold = prepare(tiny_config, "cold-items", with_text=False, dataset=tiny_dataset)
-    with pytest.raises(
-        ConfigError, match=r"prepared.split.protocol='cold-items' but tune.protocol='loo'"
-    ):
+    with pytest.raises(ConfigError, match=r"prepared.split.protocol='cold-items' but tune.protocol='loo'"):
         tuner.search(cold, verbose=0)
     with pytest.raises(ConfigError, match=r"variant='ids'; expected one of"):
         build_tuner(tiny_config, str(tmp_path / "t"), "ids")

@@ -46,7 +46,7 @@ import common
 
 common.setup_environment()  # before anything imports TensorFlow
 
-from machine import describe_machine, provenance  # noqa: E402
+from machine import command_line, describe_machine, provenance  # noqa: E402
 from quality_peers import PEERS, tuned_peer  # noqa: E402
 from quality_plot import render_png  # noqa: E402
 from quality_report import headline, render_markdown, summary_table  # noqa: E402
@@ -287,8 +287,6 @@ def merge(folders: Sequence[str], out: Path) -> int:
     Each folder holds the quality.json and quality_meta.json of one run; the merged report
     lists every run's command and the longest wall time.
     """
-    from machine import command_line
-
     records: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     metas = []

@@ -1,4 +1,4 @@
-"""Smoke tests of benchmarks/quality.py and benchmarks/speed.py in --quick mode.
+"""Smoke tests of benchmarks/quality.py and benchmarks/speed.py in --quick mode, and their helpers.
 
 Each script runs in a subprocess, the way the README runs it, on a small slice of MovieLens-100K;
 the tests check that the outputs exist and parse, never the speed or quality numbers themselves
@@ -20,6 +20,7 @@ import tfrec_llm  # noqa: F401
 from tfrec_llm.evaluation.report import RECORD_KEYS, read_json
 
 REPO = Path(__file__).resolve().parents[2]
+BENCHMARKS_DIR = REPO / "benchmarks"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MODELS = (
     "Random",
@@ -61,9 +62,7 @@ def _run_script(script: str, out: Path, runs: Path) -> subprocess.CompletedProce
         timeout=840,
         check=False,
     )
-    assert result.returncode == 0, (
-        f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    )
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
 
 
@@ -76,16 +75,13 @@ def test_quality_quick_writes_json_markdown_and_png(tmp_path: Path, runs_dir: Pa
         assert set(RECORD_KEYS) | {"users", "eval_seconds", "fit_seconds"} <= set(record)
         assert math.isfinite(record["value"]) and 0.0 <= record["value"] <= 1.0
     assert len(read_json(tmp_path / "quality.json")) == len(raw)  # the evaluate --json format
-    cells = {
-        (r["model"], r["protocol"]) for r in raw if r["split"] == "test" and r["metric"] == "ndcg"
-    }
+    cells = {(r["model"], r["protocol"]) for r in raw if r["split"] == "test" and r["metric"] == "ndcg"}
     assert cells == {(model, protocol) for model in MODELS for protocol in PROTOCOLS}
     assert {r["k"] for r in raw} == {10, 50}
 
     markdown = (tmp_path / "quality.md").read_text(encoding="utf-8")
     assert (
-        "| model | A ndcg@10 | A recall@10 | B ndcg@10 | B recall@10 | C ndcg@10 | C recall@10 |"
-        in markdown
+        "| model | A ndcg@10 | A recall@10 | B ndcg@10 | B recall@10 | C ndcg@10 | C recall@10 |" in markdown
     )
     assert "|---|" in markdown and "Machine:" in markdown and "cores" in markdown
     assert all(f"| {model} |" in markdown for model in MODELS)
@@ -97,9 +93,7 @@ def test_speed_quick_writes_json_with_every_section(tmp_path: Path, runs_dir: Pa
     result = _run_script("speed.py", tmp_path, runs_dir)
 
     report = json.loads((tmp_path / "speed.json").read_text(encoding="utf-8"))
-    assert {"machine", "matmul", "encoding", "training", "latency", "ratios", "command"} <= set(
-        report
-    )
+    assert {"machine", "matmul", "encoding", "training", "latency", "ratios", "command"} <= set(report)
     assert report["machine"]["cpu"] and report["machine"]["usable_cores"] >= 1
     assert report["matmul"]["gflops"] > 0 and report["matmul"]["flops_per_call"] == 2 * 2048**3
     encoding = report["encoding"]["rows"]
@@ -107,9 +101,7 @@ def test_speed_quick_writes_json_with_every_section(tmp_path: Path, runs_dir: Pa
     # Same weights and pooling: every contender computes the same embeddings.
     assert all(r["max_abs_diff_vs_ours"] < 1e-3 for r in encoding)
     # Fixed padding to 64 executes at least as many token positions as padding to the longest.
-    assert (
-        encoding[2]["padded_tokens"] >= encoding[1]["padded_tokens"] >= encoding[0]["real_tokens"]
-    )
+    assert encoding[2]["padded_tokens"] >= encoding[1]["padded_tokens"] >= encoding[0]["real_tokens"]
     assert len(report["training"]["rows"]) == 3
     assert all(r["examples_per_second"] > 0 for r in report["training"]["rows"])
     latency = {r["batch"]: r for r in report["latency"]["rows"]}
@@ -124,30 +116,38 @@ def test_speed_quick_writes_json_with_every_section(tmp_path: Path, runs_dir: Pa
 # ------------------------------------------------------------------ helpers, no subprocess
 
 
-@pytest.fixture(scope="module")
-def speed_module():
-    from tfrec_llm.cli.benchmark_commands import load_benchmark
-
-    return load_benchmark("speed", REPO / "benchmarks")
-
-
-def test_bert_flops_matches_the_hand_count(speed_module) -> None:
+def test_bert_flops_matches_the_hand_count(bench) -> None:
+    encoding = bench("speed_encoding")
     config = type("C", (), {"hidden_size": 4, "intermediate_size": 8, "num_hidden_layers": 2})()
     # P = 2 * (4*4^2 + 2*4*8) = 256; L = 3: 2*256*3 + 4*2*3^2*4 = 1536 + 288 = 1824.
-    assert speed_module.bert_flops([3], config) == 1824.0
-    assert speed_module.bert_flops([3, 3], config) == 2 * 1824.0
+    assert encoding.bert_flops([3], config) == 1824.0
+    assert encoding.bert_flops([3, 3], config) == 2 * 1824.0
 
 
-def test_ours_widths_sorts_then_rounds_each_batch_up_to_eight(speed_module) -> None:
+def test_ours_widths_sorts_then_rounds_each_batch_up_to_eight(bench) -> None:
+    encoding = bench("speed_encoding")
     # Sorted lengths 3, 9 | 10, 17 -> longest 9 -> 16, longest 17 -> 24.
-    assert speed_module.ours_widths([3, 10, 17, 9], 2, 64) == [(2, 16), (2, 24)]
+    assert encoding.ours_widths([3, 10, 17, 9], 2, 64) == [(2, 16), (2, 24)]
     # Never wider than max(longest, max_length): 13 rounded up would be 16 > max_length 14.
-    assert speed_module.ours_widths([13], 8, 14) == [(1, 14)]
+    assert encoding.ours_widths([13], 8, 14) == [(1, 14)]
 
 
-def test_interleave_rotates_the_starting_contender(speed_module) -> None:
+def test_time_calls_rotates_the_starting_contender(bench) -> None:
+    common = bench("common")
     calls: list[str] = []
-    times = speed_module.interleave({n: (lambda n=n: calls.append(n)) for n in "abc"}, 3)
+    times = common.time_calls({n: (lambda n=n: calls.append(n)) for n in "abc"}, 3)
     assert calls == list("abcbcacab")
     assert {n: len(t) for n, t in times.items()} == {"a": 3, "b": 3, "c": 3}
-    assert speed_module._median([3.0, 1.0, 2.0, 10.0]) == 2.5
+    assert all(s >= 0.0 for t in times.values() for s in t)
+    assert common.median([3.0, 1.0, 2.0, 10.0]) == 2.5
+    assert common.median([3.0, 1.0, 2.0]) == 2.0
+
+
+def test_the_scripts_are_under_500_lines_and_load_through_the_cli() -> None:
+    from tfrec_llm.cli.benchmark_commands import BENCHMARKS, load_benchmark
+
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in BENCHMARKS_DIR.glob("*.py")}
+    assert {name for name, n in sizes.items() if n > 500} == set()
+    for name in BENCHMARKS:
+        module = load_benchmark(name, BENCHMARKS_DIR)
+        assert callable(module.add_arguments) and callable(module.run) and callable(module.main)

@@ -8,7 +8,6 @@ and parse, never the speed numbers themselves (no wall-clock assertions in tests
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -23,17 +22,15 @@ LATENCY_KEYS = ("p50_ms", "p95_ms", "p99_ms")
 
 
 @pytest.fixture(scope="module")
-def load_module():
-    """benchmarks/serving_load.py imported as a module (for its pure helpers)."""
-    folder = REPO / "benchmarks"
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))  # the script imports its sibling `machine`
-    spec = importlib.util.spec_from_file_location(
-        "serving_load_under_test", folder / "serving_load.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def report(bench):
+    """benchmarks/serving_load_report.py: statistics and the GIL verdict."""
+    return bench("serving_load_report")
+
+
+@pytest.fixture(scope="module")
+def script(bench):
+    """benchmarks/serving_load.py imported as a module (options, interleaving, --concurrency)."""
+    return bench("serving_load")
 
 
 def test_quick_run_writes_json_and_markdown(tmp_path: Path) -> None:
@@ -77,34 +74,34 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert header in result.stdout  # the table is printed too
 
 
-def test_summarize_uses_linear_percentiles(load_module) -> None:
+def test_summarize_uses_linear_percentiles(report) -> None:
     # 1..100 ms: linear interpolation at rank q/100 * 99 -> p50 = 50.5, p95 = 95.05, p99 = 99.01.
-    stats = load_module.summarize([float(v) for v in range(100, 0, -1)])
+    stats = report.summarize([float(v) for v in range(100, 0, -1)])
     assert stats["p50_ms"] == pytest.approx(50.5)
     assert stats["p95_ms"] == pytest.approx(95.05)
     assert stats["p99_ms"] == pytest.approx(99.01)
     assert stats["mean_ms"] == pytest.approx(50.5)
-    assert load_module.summarize([]) == dict.fromkeys(("p50_ms", "p95_ms", "p99_ms", "mean_ms"))
+    assert report.summarize([]) == dict.fromkeys(("p50_ms", "p95_ms", "p99_ms", "mean_ms"))
 
 
-def test_rows_pool_the_rounds_over_the_wall_time(load_module) -> None:
+def test_rows_pool_the_rounds_over_the_wall_time(report) -> None:
     clients = [
         {"latencies_ms": [1.0, 3.0], "errors": 0, "first_error": "", "end": 12.0},
         {"latencies_ms": [2.0], "errors": 1, "first_error": "X: boom", "end": 14.0},
     ]
-    first = load_module.one_round(clients, start_at=10.0, cpu_s=6.0)  # 14 - 10 = 4 s of wall
+    first = report.one_round(clients, start_at=10.0, cpu_s=6.0)  # 14 - 10 = 4 s of wall
     assert first["wall_s"] == 4.0 and first["latencies_ms"] == [1.0, 3.0, 2.0]
     second = {"latencies_ms": [5.0], "errors": 0, "first_error": "", "wall_s": 1.0, "cpu_s": 0.0}
-    row = load_module.level_row("gRPC", "threads", 2, [first, second])
+    row = report.level_row("gRPC", "threads", 2, [first, second])
     # 4 answers in 4 + 1 = 5 s; 6 CPU seconds over 5 s = 1.2 cores; median of 1, 2, 3, 5 = 2.5.
     assert row["qps"] == pytest.approx(0.8) and row["cpu_cores"] == pytest.approx(1.2)
     assert (row["requests"], row["errors"], row["first_error"]) == (4, 1, "X: boom")
     assert row["rounds"] == 2 and row["p50_ms"] == pytest.approx(2.5)
-    batch = load_module.batch_row("gRPC", 256, [first, second])
+    batch = report.batch_row("gRPC", 256, [first, second])
     assert batch["calls"] == 4 and batch["users_per_second"] == pytest.approx(256 * 4 / 5)
 
 
-def test_interleave_rotates_the_starting_contender(load_module) -> None:
+def test_interleave_rotates_the_starting_contender(script) -> None:
     calls = []
 
     def contender(name):
@@ -114,7 +111,7 @@ def test_interleave_rotates_the_starting_contender(load_module) -> None:
 
         return run
 
-    out = load_module.interleave({n: contender(n) for n in "abc"}, rounds=3, seconds=6.0)
+    out = script.interleave({n: contender(n) for n in "abc"}, rounds=3, seconds=6.0)
     assert [c[0] for c in calls] == list("abcbcacab")
     assert {c[1] for c in calls} == {2.0}  # 6 s split into 3 rounds
     assert [c[2] for c in calls] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -126,48 +123,49 @@ def test_interleave_rotates_the_starting_contender(load_module) -> None:
     [(100.0, 200.0, "GIL-bound"), (100.0, 105.0, "within 15%"), (100.0, 50.0, "only 0.50x")],
 )
 def test_gil_verdict_compares_the_highest_shared_concurrency(
-    load_module, threads_qps, processes_qps, expected
+    report, threads_qps, processes_qps, expected
 ) -> None:
     rows = [
         {"clients": "threads", "concurrency": 1, "qps": 1.0},
         {"clients": "threads", "concurrency": 4, "qps": threads_qps},
         {"clients": "processes", "concurrency": 4, "qps": processes_qps},
     ]
-    verdict = load_module.gil_verdict(rows)
+    verdict = report.gil_verdict(rows)
     assert verdict["concurrency"] == 4
     assert verdict["ratio"] == pytest.approx(processes_qps / threads_qps)
     assert expected in verdict["text"]
 
 
-def test_bad_concurrency_is_rejected(load_module) -> None:
+def test_bad_concurrency_is_rejected(script) -> None:
     from tfrec_llm.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"--concurrency '1,x': give comma-separated counts"):
-        load_module._levels("1,x")
+        script._levels("1,x")
     with pytest.raises(ConfigError, match="counts >= 1"):
-        load_module._levels("0")
+        script._levels("0")
 
 
-def test_bad_seconds_are_rejected_before_any_work(load_module) -> None:
+def test_bad_seconds_are_rejected_before_any_work(script) -> None:
     import argparse
 
     from tfrec_llm.errors import ConfigError
 
     parser = argparse.ArgumentParser()
-    load_module.add_arguments(parser)
+    script.add_arguments(parser)
     with pytest.raises(ConfigError, match=r"--seconds=0.0, --rounds=5, --k=10 and --batch-size="):
-        load_module.run(parser.parse_args(["--seconds", "0"]))
+        script.run(parser.parse_args(["--seconds", "0"]))
 
 
-def test_find_version_dir_accepts_the_three_layouts(load_module, tmp_path: Path) -> None:
+def test_find_version_dir_accepts_the_three_layouts(bench, tmp_path: Path) -> None:
     from tfrec_llm.errors import ConfigError
 
+    model = bench("serving_load_model")
     with pytest.raises(ConfigError, match="holds no retrieval SavedModel"):
-        load_module.find_version_dir(str(tmp_path))
+        model.find_version_dir(str(tmp_path))
     for version in ("3", "12", "tmp-99"):  # 12 is the newest; tmp-99 is not a version
         (tmp_path / "retrieval" / version).mkdir(parents=True)
         (tmp_path / "retrieval" / version / "saved_model.pb").write_bytes(b"")
     newest = str(tmp_path / "retrieval" / "12")
-    assert load_module.find_version_dir(str(tmp_path)) == newest
-    assert load_module.find_version_dir(str(tmp_path / "retrieval")) == newest
-    assert load_module.find_version_dir(newest) == newest
+    assert model.find_version_dir(str(tmp_path)) == newest
+    assert model.find_version_dir(str(tmp_path / "retrieval")) == newest
+    assert model.find_version_dir(newest) == newest

@@ -21,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -92,6 +92,42 @@ def tiny_dataset() -> RecDataset:
 def dataset_factory():
     """The ``make_clustered_dataset`` function, for tests that need other sizes."""
     return make_clustered_dataset
+
+
+# ---------------------------------------------------------------- a small two-tower model
+
+
+class SmallTwoTower(NamedTuple):
+    """What ``make_small_two_tower`` returns."""
+
+    split: Any
+    catalog: Any
+    text_embeddings: np.ndarray
+    model: Any
+
+
+def make_small_two_tower(dataset: RecDataset, text_seed: int = 1, **model_fields: Any) -> SmallTwoTower:
+    """LOO split, catalog, random 6-d item texts (seeded) and an untrained two-tower model.
+
+    The shape the retrieval, export and serving tests build on: ``ModelConfig(embedding_dim=8,
+    history_length=4)``, overridable through ``model_fields``.
+    """
+    from tfrec_llm.config import ModelConfig
+    from tfrec_llm.data.catalog import build_catalog
+    from tfrec_llm.data.splits import make_split
+    from tfrec_llm.experiments.builders import build_two_tower
+
+    split = make_split(dataset, "loo")
+    catalog = build_catalog(dataset, split)
+    text = np.random.default_rng(text_seed).normal(size=(catalog.num_items, 6)).astype(np.float32)
+    model_config = ModelConfig(**{"embedding_dim": 8, "history_length": 4, **model_fields})
+    return SmallTwoTower(split, catalog, text, build_two_tower(model_config, catalog, text))
+
+
+@pytest.fixture()
+def small_two_tower():
+    """The ``make_small_two_tower`` function (call it with a data set and ModelConfig fields)."""
+    return make_small_two_tower
 
 
 # ---------------------------------------------------------------- tiny random BERT

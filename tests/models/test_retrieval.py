@@ -3,11 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tfrec_llm.config import ModelConfig
-from tfrec_llm.data.catalog import build_catalog
-from tfrec_llm.data.splits import make_split
 from tfrec_llm.data.tfdata import training_examples
-from tfrec_llm.experiments.builders import build_two_tower
 from tfrec_llm.models.retrieval import TwoTowerModel
 
 
@@ -24,11 +20,8 @@ def _softmax_loss(q, c, temperature, probability, ids):
     return -np.trace(log_softmax)  # TFRS sums over the batch
 
 
-def _model_and_batch(dataset, **model_kwargs):
-    split = make_split(dataset, "loo")
-    catalog = build_catalog(dataset, split)
-    text = np.random.default_rng(0).normal(size=(catalog.num_items, 6)).astype(np.float32)
-    model = build_two_tower(ModelConfig(embedding_dim=8, history_length=4, **model_kwargs), catalog, text)
+def _model_and_batch(make_small_two_tower, dataset, **model_kwargs):
+    split, catalog, _, model = make_small_two_tower(dataset, text_seed=0, **model_kwargs)
     ex = training_examples(split.train, catalog, 4)
     batch = {k: tf.constant(v[:16]) for k, v in ex.items()}
     batch["item"] = tf.concat([batch["item"][:15], batch["item"][:1]], axis=0)  # an accidental hit
@@ -38,8 +31,8 @@ def _model_and_batch(dataset, **model_kwargs):
     return model, batch
 
 
-def test_loss_matches_numpy_with_temperature_logq_and_hit_removal(tiny_dataset):
-    model, batch = _model_and_batch(tiny_dataset, temperature=0.2)
+def test_loss_matches_numpy_with_temperature_logq_and_hit_removal(tiny_dataset, small_two_tower):
+    model, batch = _model_and_batch(small_two_tower, tiny_dataset, temperature=0.2)
     q = model.query_embedding(batch["user"], batch["history"]).numpy()
     c = model.candidate_embedding(batch["item"]).numpy()
     expected = _softmax_loss(q, c, 0.2, batch["item_probability"].numpy(), batch["item"].numpy())
@@ -47,9 +40,9 @@ def test_loss_matches_numpy_with_temperature_logq_and_hit_removal(tiny_dataset):
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
-def test_loss_without_corrections_matches_plain_softmax(tiny_dataset):
+def test_loss_without_corrections_matches_plain_softmax(tiny_dataset, small_two_tower):
     model, batch = _model_and_batch(
-        tiny_dataset, temperature=1.0, logq_correction=False, remove_accidental_hits=False
+        small_two_tower, tiny_dataset, temperature=1.0, logq_correction=False, remove_accidental_hits=False
     )
     q = model.query_embedding(batch["user"], batch["history"]).numpy()
     c = model.candidate_embedding(batch["item"]).numpy()
@@ -58,8 +51,8 @@ def test_loss_without_corrections_matches_plain_softmax(tiny_dataset):
     )
 
 
-def test_history_is_embedded_with_the_candidate_tower(tiny_dataset):
-    model, batch = _model_and_batch(tiny_dataset)
+def test_history_is_embedded_with_the_candidate_tower(tiny_dataset, small_two_tower):
+    model, batch = _model_and_batch(small_two_tower, tiny_dataset)
     # Changing an item's text changes both its candidate embedding and every query whose history holds it.
     hist = batch["history"].numpy()
     row = int(np.nonzero((hist >= 0).sum(axis=1) >= 1)[0][0])
@@ -72,8 +65,8 @@ def test_history_is_embedded_with_the_candidate_tower(tiny_dataset):
     assert not np.allclose(before, after)
 
 
-def test_save_and_load_weights_give_same_outputs(tiny_dataset, tmp_path):
-    model, batch = _model_and_batch(tiny_dataset)
+def test_save_and_load_weights_give_same_outputs(tiny_dataset, small_two_tower, tmp_path):
+    model, batch = _model_and_batch(small_two_tower, tiny_dataset)
     path = str(tmp_path / "w.weights.h5")
     model.save_weights(path)
     clone = TwoTowerModel.from_config(model.get_config())

@@ -238,7 +238,7 @@ class ItemTower(keras.Model):
                 raise ConfigError(
                     f"ItemTower.set_tables: {name} shape {got}, expected {expected}; "
                     f"fine_tune_layers={self.fine_tune_layers} needs the tokenized item texts "
-                    "(tfrec_llm.training.experiment.tokenize_item_texts)"
+                    "(tfrec_llm.experiments.prepare.tokenize_item_texts)"
                 )
         assert self.text_token_ids is not None and self.text_attention_mask is not None
         self.text_token_ids.assign(np.asarray(token_ids, np.int32))

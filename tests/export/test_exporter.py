@@ -35,10 +35,10 @@ from tfrec_llm.config import ExperimentConfig, ExportConfig, ModelConfig, TextCo
 from tfrec_llm.data.catalog import build_catalog
 from tfrec_llm.data.splits import make_split
 from tfrec_llm.export.exporter import ITEM_ENCODER, RETRIEVAL, export_all
+from tfrec_llm.export.models_config import read_models_config
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.warmup import read_warmup_requests
 from tfrec_llm.experiments.builders import build_two_tower
-from tfrec_llm.serving.model_config import read_models_config
 from tfrec_llm.experiments.prepare import item_texts, user_histories
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ import tfrec_llm  # noqa: F401
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.export.warmup import write_warmup_requests
 from tfrec_llm.serving.local_server import LocalModelServer, list_version_folders
-from tfrec_llm.serving.model_config import write_models_config
+from tfrec_llm.export.models_config import write_models_config
 
 ALIASES = ["exclude_item_ids", "k", "recent_item_ids", "user_id"]
 

@@ -16,12 +16,12 @@ import numpy as np
 
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.data.catalog import Catalog
+from tfrec_llm.export.models_config import write_models_config
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.saved_model import next_version, write_saved_model
 from tfrec_llm.export.serving_module import ItemEncoderModule, RetrievalModule
 from tfrec_llm.export.warmup import write_warmup_requests
 from tfrec_llm.models.retrieval import TwoTowerModel
-from tfrec_llm.serving.model_config import write_models_config
 
 if TYPE_CHECKING:
     from tfrec_llm.text.encoder import TextEncoder

@@ -56,7 +56,7 @@ from tensorflow_serving.apis import (
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.export.op_scan import TF_TEXT_CLASSIC_OPS, TF_TEXT_OTHER_OPS
 from tfrec_llm.export.warmup import read_warmup_requests
-from tfrec_llm.serving.model_config import ModelEntry, read_models_config
+from tfrec_llm.export.models_config import ModelEntry, read_models_config
 
 __all__ = ["LocalModelServer", "RequestStatusError", "list_version_folders"]
 

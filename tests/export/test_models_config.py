@@ -1,4 +1,4 @@
-"""Tests of tfrec_llm.serving.model_config."""
+"""Tests of tfrec_llm.export.models_config."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import tfrec_llm  # noqa: F401
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.serving.model_config import (
+from tfrec_llm.export.models_config import (
     ModelEntry,
     read_models_config,
     resolve_base_path,

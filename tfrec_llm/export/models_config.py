@@ -3,7 +3,7 @@
 The file written by :func:`write_models_config` is meant for the ``tensorflow/serving`` image:
 every ``base_path`` is the path *inside the container*, ``/models/<name>``, where
 ``serving/docker-compose.yml`` mounts the export folder. For local use (our
-:class:`~tfrec_llm.serving.local_server.LocalModelServer`, tests) :func:`resolve_base_path` maps
+:class:`~tfrec_llm.serving.local.LocalModelServer`, tests) :func:`resolve_base_path` maps
 such a path back to ``<config folder>/<name>``; a relative ``base_path`` is read relative to the
 config file's folder.
 
@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tfrec_llm.atomic_io import write_text
 from tfrec_llm.errors import ConfigError
 
 __all__ = [
@@ -156,10 +157,7 @@ def write_models_config(
     lines.append("}")
     os.makedirs(export_dir, exist_ok=True)
     path = os.path.join(export_dir, MODELS_CONFIG_FILENAME)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")
     read_models_config(path)  # the file must parse back
     return path
 

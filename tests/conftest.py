@@ -149,7 +149,7 @@ TINY_LAYERS = 2
 TINY_HIDDEN = 32
 
 
-def tiny_config() -> BertConfig:
+def tiny_bert_config() -> BertConfig:
     from transformers import BertConfig
 
     return BertConfig(
@@ -169,7 +169,7 @@ def random_tiny_bert(seed: int) -> TFBertModel:
     from transformers import TFBertModel
 
     rng = np.random.default_rng(seed)
-    model = TFBertModel(tiny_config())
+    model = TFBertModel(tiny_bert_config())
     model(model.dummy_inputs, training=False)
     for weight in model.weights:
         shape = tuple(weight.shape)
@@ -228,7 +228,7 @@ def tiny_model_dir(tmp_path_factory, tiny_reference) -> str:
     import safetensors.numpy
 
     folder = str(tmp_path_factory.mktemp("tiny_pt"))
-    tiny_config().save_pretrained(folder)
+    tiny_bert_config().save_pretrained(folder)
     write_tokenizer_files(folder)
     safetensors.numpy.save_file(
         pytorch_state_dict(tiny_reference),

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import tfrec_llm  # noqa: F401  (Keras 2 before TensorFlow)
 from tfrec_llm.data.schema import RecDataset
@@ -92,6 +93,35 @@ def tiny_dataset() -> RecDataset:
 def dataset_factory():
     """The ``make_clustered_dataset`` function, for tests that need other sizes."""
     return make_clustered_dataset
+
+
+@pytest.fixture()
+def tiny_csv_config(tiny_dataset, tmp_path) -> tuple[str, Path]:
+    """The tiny data set written as CSV files, and a YAML config (ID-sized model) that reads them.
+
+    Returns:
+        (config path, the folder holding the files; runs/ and exports/ go there too).
+    """
+    tiny_dataset.interactions.to_csv(tmp_path / "interactions.csv", index=False)
+    tiny_dataset.items.to_csv(tmp_path / "items.csv", index=False)
+    tiny_dataset.users.to_csv(tmp_path / "users.csv", index=False)
+    cfg = {
+        "data": {
+            "source": "csv",
+            "path": str(tmp_path / "interactions.csv"),
+            "items_path": str(tmp_path / "items.csv"),
+            "users_path": str(tmp_path / "users.csv"),
+            "item_text_fields": ["title", "year", "genres"],
+            "item_categorical_fields": ["genres"],
+            "user_profile_fields": ["age", "gender", "occupation"],
+        },
+        "model": {"embedding_dim": 16, "history_length": 5},
+        "train": {"model_dir": str(tmp_path / "runs"), "epochs": 2, "batch_size": 32},
+        "export": {"export_dir": str(tmp_path / "exports")},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path), tmp_path
 
 
 # ---------------------------------------------------------------- a small two-tower model

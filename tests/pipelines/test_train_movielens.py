@@ -21,7 +21,9 @@ def test_training_script_trains_evaluates_exports_and_recommends(tiny_csv_config
     out = proc.stdout
     assert "best epoch" in out
     assert "| TwoTower-ID |" in out and "| MostPop |" in out  # the table, baselines beside
-    assert os.path.exists(tmp / "exports" / "retrieval" / "1" / "saved_model.pb")
+    versions = os.listdir(tmp / "exports" / "retrieval")
+    assert len(versions) == 1 and f"exported {tmp / 'exports' / 'retrieval' / versions[0]}" in out
+    assert os.path.exists(tmp / "exports" / "retrieval" / versions[0] / "saved_model.pb")
     assert os.path.exists(tmp / "runs" / "loo" / "id" / "model.weights.h5")
     lines = [line for line in out.splitlines() if line.startswith("user ")]
     assert [line.split(":")[0] for line in lines] == ["user 1", "user stranger"]

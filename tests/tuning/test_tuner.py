@@ -1,6 +1,7 @@
 """Tests for tfrec_llm.tuning.tuner and .trials: trials, best weights, resume, and the errors of a search."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -14,6 +15,7 @@ from tfrec_llm.experiments.prepare import prepare
 from tfrec_llm.experiments.runs import build_model
 from tfrec_llm.models.scorer import TwoTowerScorer
 from tfrec_llm.training.trainer import TrainResult
+from tfrec_llm.tuning import oracles
 from tfrec_llm.tuning import trials as trials_module
 from tfrec_llm.tuning.tuner import build_tuner
 
@@ -157,3 +159,45 @@ def test_search_checks_its_data(tiny_config, tiny_dataset, tmp_path):
         tuner.search(cold, verbose=0)
     with pytest.raises(ConfigError, match=r"variant='ids'; expected one of"):
         build_tuner(tiny_config, str(tmp_path / "t"), "ids")
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: not an Exception, so nothing in KerasTuner catches it."""
+
+
+def test_kill_between_trial_file_and_oracle_file_does_not_rerun_the_trial(
+    tiny_config, tiny_dataset, tmp_path, monkeypatch, capsys
+):
+    # KerasTuner's end_trial writes trial_<id>/trial.json (COMPLETED), then oracle.json. A kill
+    # in between leaves the finished trial "ongoing" in oracle.json.
+    calls = []
+    monkeypatch.setattr(trials_module, "train_variant", _fake_training(calls))
+    save_trial = oracles.AtomicStateFiles._save_trial
+
+    def save_trial_then_die(self, trial):
+        save_trial(self, trial)
+        if trial.status == "COMPLETED":
+            raise _Killed
+
+    monkeypatch.setattr(oracles.AtomicStateFiles, "_save_trial", save_trial_then_die)
+    directory = str(tmp_path / "s")
+    prepared = prepare(tiny_config, "loo", with_text=False, dataset=tiny_dataset)
+    with pytest.raises(_Killed):
+        build_tuner(tiny_config, directory, "id").search(prepared, verbose=0)
+    with open(os.path.join(directory, "oracle.json"), encoding="utf-8") as f:
+        assert json.load(f)["ongoing_trials"] == {"tuner0": "0"}
+    assert len(calls) == 1
+    monkeypatch.setattr(oracles.AtomicStateFiles, "_save_trial", save_trial)
+
+    capsys.readouterr()
+    again = build_tuner(tiny_config, directory, "id")
+    assert "resuming the search in" in capsys.readouterr().out
+    again.search(prepared, verbose=1)
+    out = capsys.readouterr().out
+    assert "[tuner0] trial 0:" not in out and "[tuner0] trial 1:" in out
+    assert [os.path.basename(c[2]) for c in calls] == ["trial_0", "trial_1"]
+    summary = again.write_results()
+    assert [(r.trial_id, r.status) for r in summary.records] == [
+        ("0", "COMPLETED"),
+        ("1", "COMPLETED"),
+    ]

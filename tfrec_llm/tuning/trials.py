@@ -133,7 +133,26 @@ class TwoTowerTrials:
                 "the chief oracle"
             )
         elif resumed:
+            self._close_ended_trials()
             self._print_resume()
+
+    def _close_ended_trials(self) -> None:
+        """Keeps trials that had ended from running again after a kill inside ``end_trial``.
+
+        KerasTuner's ``end_trial`` writes ``trial_<id>/trial.json`` (COMPLETED or FAILED) and then
+        ``oracle.json``. A search killed in between still lists the ended trial as ongoing in
+        ``oracle.json``, and the oracle's ``reload`` queues every ongoing trial for a retry: the
+        finished trial would be trained again. Its ``trial.json`` knows better, so take it off the
+        retry queue (KerasTuner 1.4's ``Oracle._retry_queue``) and record it as ended.
+        """
+        queue = self.oracle._retry_queue
+        ended = [i for i in queue if self.oracle.trials[i].status in ("COMPLETED", "FAILED")]
+        for trial_id in ended:
+            queue.remove(trial_id)
+            if trial_id not in self.oracle.end_order:
+                self.oracle.end_order.append(trial_id)
+        if ended:
+            self.oracle.save()
 
     def _print_resume(self) -> None:
         trials = list(self.oracle.trials.values())

@@ -15,7 +15,7 @@ import numpy as np
 
 from tfrec_llm.cli.main import main
 from tfrec_llm.serving.grpc_client import GrpcClient
-from tfrec_llm.serving.local_server import LocalModelServer
+from tfrec_llm.serving.local import LocalModelServer
 
 _ENCODE = r"""
 import json, sys

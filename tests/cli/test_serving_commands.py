@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,12 +156,10 @@ def _save_retrieval_fixture(version_dir):
 
 
 def test_query_prints_rankings_from_a_running_server(tmp_path, capsys):
-    from tfrec_llm.serving.local_server import LocalModelServer
+    from tfrec_llm.serving.local import LocalModelServer
 
     _save_retrieval_fixture(tmp_path / "retrieval" / "1")
-    with LocalModelServer(
-        model_base_path=str(tmp_path / "retrieval"), port=0, rest_port=0
-    ) as server:
+    with LocalModelServer(model_base_path=str(tmp_path / "retrieval"), port=0, rest_port=0) as server:
         parser = _parser()
         grpc_args = parser.parse_args(
             [
@@ -202,3 +201,79 @@ def test_query_prints_rankings_from_a_running_server(tmp_path, capsys):
     assert rest_out == grpc_out
 
 
+def _port_is_free(port):
+    """True when nothing listens on 127.0.0.1:port (TIME_WAIT leftovers do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        except OSError:
+            return False
+    return True
+
+
+def test_serve_in_a_subprocess_answers_both_apis_and_stops_on_ctrl_c(tmp_path):
+    """``tfrec-llm serve`` stops on SIGINT even when started with SIGINT ignored.
+
+    A background job of a non-interactive shell (``cmd &`` in a script, a CI runner, a test
+    suite launched that way) inherits SIGINT *ignored*; Python then installs no
+    KeyboardInterrupt handler, so before the fix the server never saw the signal. The
+    ``trap '' INT; exec`` wrapper recreates that inheritance on purpose. Output goes to files,
+    never to pipes that nobody drains.
+    """
+    from tfrec_llm.serving.grpc_client import GrpcClient
+    from tfrec_llm.serving.rest_client import RestClient
+
+    _save_retrieval_fixture(tmp_path / "retrieval" / "1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        rest_port = s.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "tfrec_llm.cli.main",
+        "serve",
+        "--model-base-path",
+        str(tmp_path / "retrieval"),
+        "--port",
+        "0",
+        "--rest-port",
+        str(rest_port),
+    ]
+    out_path, err_path = tmp_path / "serve.out", tmp_path / "serve.err"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh", *command],
+            stdout=out,
+            stderr=err,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 180  # generous: the child imports TensorFlow
+        match = None
+        while match is None and proc.poll() is None and time.monotonic() < deadline:
+            match = re.search(r"gRPC on 127\.0\.0\.1:(\d+), REST on 127\.0\.0\.1:(\d+)", out_path.read_text())
+            if match is None:
+                time.sleep(0.1)  # polling the output file; the loop condition decides
+        assert match, (proc.poll(), out_path.read_text(), err_path.read_text()[-3000:])
+        grpc_port = int(match.group(1))
+        assert int(match.group(2)) == rest_port
+        ignored = int(
+            re.search(r"SigIgn:\s+([0-9a-f]+)", Path(f"/proc/{proc.pid}/status").read_text()).group(1), 16
+        )
+        assert ignored & (1 << (signal.SIGINT - 1)) == 0  # the server took SIGINT back
+        with GrpcClient("127.0.0.1", grpc_port) as client:
+            assert client.status() == [(1, "AVAILABLE")]
+        # by hand: user 1's best item is 10 with 0.9 + 10 * version 1
+        assert RestClient(f"http://127.0.0.1:{rest_port}").recommend(["1"], k=1) == [
+            [("10", pytest.approx(10.9))]
+        ]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0, err_path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert _port_is_free(grpc_port) and _port_is_free(rest_port)

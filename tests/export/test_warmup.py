@@ -83,7 +83,7 @@ def test_warmup_requests_succeed_against_the_server(retrieval_v1, tmp_path, retr
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from tfrec_llm.serving.local_server import LocalModelServer
+    from tfrec_llm.serving.local import LocalModelServer
 
     version_dir = tmp_path / "retrieval" / "1"
     shutil.copytree(retrieval_v1, version_dir)

@@ -55,7 +55,7 @@ def model_base(tmp_path, retrieval_templates):
 @pytest.fixture()
 def server(model_base):
     """A LocalModelServer on free loopback ports over ``model_base`` (poll every 0.2 s)."""
-    from tfrec_llm.serving.local_server import LocalModelServer
+    from tfrec_llm.serving.local import LocalModelServer
 
     srv = LocalModelServer(
         model_name="retrieval",

@@ -40,10 +40,7 @@ VERSION_OFFSET = 10.0
 def reference_recommend(user_ids, version, k=10, recent=None, exclude=None):
     """Numpy reference of the fixture model: returns (item_ids [n, k'], scores [n, k'])."""
     n = len(user_ids)
-    rows = [
-        BASE_SCORES[USER_IDS.index(u)] if u in USER_IDS else np.zeros(6, np.float32)
-        for u in user_ids
-    ]
+    rows = [BASE_SCORES[USER_IDS.index(u)] if u in USER_IDS else np.zeros(6, np.float32) for u in user_ids]
     scores = np.array(rows, dtype=np.float32) + np.float32(VERSION_OFFSET * version)
     for r in range(n):
         for item in recent[r] if recent is not None else []:
@@ -76,9 +73,7 @@ def save_retrieval_fixture(version_dir: str, version: int) -> str:
 
         def _rows(self, ids, n, name):
             ids = tf.cond(tf.equal(tf.shape(ids)[0], 0), lambda: tf.fill([n, 1], ""), lambda: ids)
-            tf.debugging.assert_equal(
-                tf.shape(ids)[0], n, message=f"{name} must have one row per user_id"
-            )
+            tf.debugging.assert_equal(tf.shape(ids)[0], n, message=f"{name} must have one row per user_id")
             return ids
 
         @tf.function(

@@ -61,14 +61,10 @@ def test_compose_runs_tensorflow_serving_with_the_documented_flags():
     assert flags["model_config_file_poll_wait_seconds"] == "60"
     assert flags["file_system_poll_wait_seconds"] == "1"
     # batching only per model (retrieval's scalar k cannot be batched)
-    assert (
-        flags["enable_batching"] == "true"
-        and flags["enable_per_model_batching_parameters"] == "true"
-    )
+    assert flags["enable_batching"] == "true" and flags["enable_per_model_batching_parameters"] == "true"
     mounts = {v.rsplit(":", 2)[1]: v for v in service["volumes"]}  # SOURCE:TARGET:ro
     assert (
-        flags["batching_parameters_file"] == "/config/batching.config"
-        and "/config/batching.config" in mounts
+        flags["batching_parameters_file"] == "/config/batching.config" and "/config/batching.config" in mounts
     )
     assert "/models" in mounts
     readme = (SERVING / "README.md").read_text()

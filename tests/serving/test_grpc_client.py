@@ -17,7 +17,7 @@ from tfrec_llm.serving.errors import (
     ServerUnavailableError,
 )
 from tfrec_llm.serving.grpc_client import GrpcClient, coerce_inputs, recommend_in_batches
-from tfrec_llm.serving.local_server import LocalModelServer
+from tfrec_llm.serving.local import LocalModelServer
 
 
 def _closed_port():
@@ -43,12 +43,8 @@ def test_recommend_batches_users_and_applies_recent_and_exclude(client, retrieva
     users = ["1", "2", "3", "unknown", "1"]
     recent = [["20", "20"], [], ["60"], [], []]
     exclude = [["10"], ["20", "40"], [], [], []]
-    answers = client.recommend(
-        users, k=2, batch_size=2, recent_item_ids=recent, exclude_item_ids=exclude
-    )
-    ids, scores = retrieval_fixture.reference_recommend(
-        users, 1, k=2, recent=recent, exclude=exclude
-    )
+    answers = client.recommend(users, k=2, batch_size=2, recent_item_ids=recent, exclude_item_ids=exclude)
+    ids, scores = retrieval_fixture.reference_recommend(users, 1, k=2, recent=recent, exclude=exclude)
     assert answers == [
         [(i, pytest.approx(float(s))) for i, s in zip(row_ids, row_scores, strict=True)]
         for row_ids, row_scores in zip(ids, scores, strict=True)
@@ -68,9 +64,7 @@ def test_recommend_in_batches_sends_padded_batches():
             "scores": np.ones((n, 2), np.float32),
         }
 
-    answers = recommend_in_batches(
-        fake_predict, ["a", "b", "c"], 5, 2, None, [["x"], ["y", "z"], []]
-    )
+    answers = recommend_in_batches(fake_predict, ["a", "b", "c"], 5, 2, None, [["x"], ["y", "z"], []])
     assert [len(c["user_id"]) for c in calls] == [2, 1]
     assert calls[0]["recent_item_ids"].tolist() == [[b"x", b""], [b"y", b"z"]]
     assert calls[1]["recent_item_ids"].shape == (1, 0)
@@ -131,9 +125,7 @@ def test_typed_errors_carry_code_and_server_message(server):
 
 def test_closed_port_is_retried_with_exponential_backoff():
     sleeps = []
-    client = GrpcClient(
-        "127.0.0.1", _closed_port(), max_retries=3, backoff_s=0.1, sleep=sleeps.append
-    )
+    client = GrpcClient("127.0.0.1", _closed_port(), max_retries=3, backoff_s=0.1, sleep=sleeps.append)
     with pytest.raises(ServerUnavailableError, match="server unavailable after 4 attempts") as info:
         client.status()
     client.close()

@@ -26,10 +26,7 @@ def client(server):
 def test_columnar_form_matches_reference_and_dtypes(client, retrieval_fixture):
     outputs = client.predict({"user_id": ["1", "3"], "k": 2}, form="inputs")
     ids, scores = retrieval_fixture.reference_recommend(["1", "3"], 1, k=2)
-    assert (
-        outputs["item_ids"].dtype == object
-        and outputs["item_ids"].astype(str).tolist() == ids.tolist()
-    )
+    assert outputs["item_ids"].dtype == object and outputs["item_ids"].astype(str).tolist() == ids.tolist()
     assert outputs["scores"].dtype == np.float32
     np.testing.assert_array_equal(outputs["scores"], scores)  # float32 round-trips through JSON
 
@@ -52,12 +49,8 @@ def test_row_form_refuses_scalar_inputs(client):
 
 
 def test_recommend_matches_reference(client, retrieval_fixture):
-    answers = client.recommend(
-        ["3", "1", "2"], k=3, batch_size=2, exclude_item_ids=[["60"], [], []]
-    )
-    ids, scores = retrieval_fixture.reference_recommend(
-        ["3", "1", "2"], 1, k=3, exclude=[["60"], [], []]
-    )
+    answers = client.recommend(["3", "1", "2"], k=3, batch_size=2, exclude_item_ids=[["60"], [], []])
+    ids, scores = retrieval_fixture.reference_recommend(["3", "1", "2"], 1, k=3, exclude=[["60"], [], []])
     assert [[i for i, _ in a] for a in answers] == ids.tolist()
     np.testing.assert_allclose([[s for _, s in a] for a in answers], scores)
 
@@ -75,15 +68,11 @@ def test_http_errors_are_typed(server, client):
     ) as info:
         missing.predict({"user_id": ["1"]})
     assert (info.value.code, info.value.http_status) == ("NOT_FOUND", 404)
-    with pytest.raises(
-        ModelNotFoundError, match="HTTP 404: Could not find any versions of model nope"
-    ):
+    with pytest.raises(ModelNotFoundError, match="HTTP 404: Could not find any versions of model nope"):
         missing.status()
     with pytest.raises(InvalidRequestError, match=r"HTTP 400: .*expected a string") as info:
         client.predict({"user_id": [1]})
-    assert (
-        info.value.code == "INVALID_ARGUMENT" and "expected a string" in info.value.server_message
-    )
+    assert info.value.code == "INVALID_ARGUMENT" and "expected a string" in info.value.server_message
     assert client.predict({"user_id": ["1"]})["item_ids"].shape == (1, 5)
 
 
@@ -92,9 +81,7 @@ def test_refused_connection_is_retried_then_unavailable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     sleeps = []
-    client = RestClient(
-        f"http://127.0.0.1:{port}", max_retries=3, backoff_s=0.1, sleep=sleeps.append
-    )
+    client = RestClient(f"http://127.0.0.1:{port}", max_retries=3, backoff_s=0.1, sleep=sleeps.append)
     with pytest.raises(ServerUnavailableError, match="server unavailable after 4 attempts") as info:
         client.status()
     assert info.value.attempts == 4 and info.value.http_status == 503
@@ -106,9 +93,7 @@ def test_timeout_is_deadline_exceeded_and_not_retried():
     with socket.socket() as silent:  # accepts connections (backlog) and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
-        client = RestClient(
-            f"http://127.0.0.1:{silent.getsockname()[1]}", timeout_s=0.2, sleep=sleeps.append
-        )
+        client = RestClient(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout_s=0.2, sleep=sleeps.append)
         with pytest.raises(DeadlineExceededError, match=r"took longer than timeout_s=0\.2") as info:
             client.status()
     assert info.value.code == "DEADLINE_EXCEEDED" and sleeps == []

@@ -7,7 +7,10 @@ implementation in ``args.handler``, which returns the process exit code.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["add_subcommands", "check_servable_command", "query_command", "serve_command"]
@@ -141,7 +144,7 @@ def add_subcommands(subparsers: Any) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """``tfrec-llm serve``: blocks until Ctrl-C."""
-    from tfrec_llm.serving.local_server import LocalModelServer
+    from tfrec_llm.serving.local import LocalModelServer
 
     rest_port = None if args.rest_port == 0 else args.rest_port
     common = {
@@ -154,14 +157,32 @@ def serve_command(args: argparse.Namespace) -> int:
         server = LocalModelServer.from_config_file(args.model_config, **common)
     else:
         server = LocalModelServer.from_base_path(args.model_name, args.model_base_path, **common)
-    server.start()
-    rest = f"REST on {args.host}:{server.rest_port}" if server.rest_port else "REST off"
-    print(
-        f"tfrec-llm serve: gRPC on {args.host}:{server.grpc_port}, {rest} (Ctrl-C stops)",
-        flush=True,
-    )
-    server.serve_forever()
+    # SIGINT must raise KeyboardInterrupt whatever disposition this process inherited: a
+    # background job of a non-interactive shell (CI, `cmd &` in a script, a test runner started
+    # that way) starts with SIGINT *ignored*, Python then installs no handler, and Ctrl-C /
+    # `kill -INT` would never stop the server.
+    restore = _interrupt_on_sigint()
+    try:
+        server.start()
+        rest = f"REST on {args.host}:{server.rest_port}" if server.rest_port else "REST off"
+        print(
+            f"tfrec-llm serve: gRPC on {args.host}:{server.grpc_port}, {rest} (Ctrl-C stops)",
+            flush=True,
+        )
+        server.serve_forever()
+    finally:
+        restore()
     return 0
+
+
+def _interrupt_on_sigint() -> Callable[[], None]:
+    """Makes SIGINT raise KeyboardInterrupt (main thread only); returns the undo function."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal handlers can only be set from the main thread
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    if previous is None:  # set outside Python: put back the default action
+        previous = signal.SIG_DFL
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _titles(dataset_name: str) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """gRPC client for TF Serving's PredictionService and ModelService (the real server or ours).
 
 The client retries only ``UNAVAILABLE`` (server down or restarting), with exponential backoff
-``backoff_s * 2**i``; every other status raises at once as a typed error from
-:mod:`tfrec_llm.serving.errors`.
+``backoff_s * 2**i`` (:mod:`tfrec_llm.serving.retry`); every other status raises at once as a
+typed error from :mod:`tfrec_llm.serving.errors`.
 
 Example:
     >>> client = GrpcClient("localhost", 8500, model_name="retrieval")  # doctest: +SKIP
@@ -19,7 +19,8 @@ from typing import Any
 import grpc
 import numpy as np
 
-from tfrec_llm.serving.errors import InvalidRequestError, error_for_code
+from tfrec_llm.serving.errors import InvalidRequestError, ServingStatusError, error_for_code
+from tfrec_llm.serving.retry import call_with_retry
 
 __all__ = [
     "GrpcClient",
@@ -48,9 +49,7 @@ def describe_signatures(model_name: str, version: int, signature_map: Any) -> di
         out = {}
         for alias in sorted(infos):
             info = infos[alias]
-            shape = (
-                None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
-            )
+            shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
             out[alias] = {"dtype": tf.dtypes.as_dtype(info.dtype).name, "shape": shape}
         return out
 
@@ -232,34 +231,32 @@ class GrpcClient:
         self.close()
 
     def _call(self, method: Callable[..., Any], request: Any, what: str) -> Any:
-        delay = self.backoff_s
-        attempt = 0
-        while True:
-            attempt += 1
+        def attempt(number: int) -> Any:
             try:
                 return method(request, timeout=self.timeout_s)
             except grpc.RpcError as exc:
-                code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-                details = (exc.details() if hasattr(exc, "details") else "") or ""
-                if code == grpc.StatusCode.UNAVAILABLE and attempt <= self.max_retries:
-                    self._sleep(delay)
-                    delay *= 2
-                    continue
-                if code == grpc.StatusCode.UNAVAILABLE:
-                    message = (
-                        f"{what} on {self.target} failed: server unavailable after {attempt} "
-                        f"attempts ({details}). Is the model server running on this port?"
-                    )
-                elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    message = (
-                        f"{what} on {self.target} took longer than timeout_s={self.timeout_s}; "
-                        "raise timeout_s or send smaller batches."
-                    )
-                else:
-                    message = f"{what} on {self.target} failed with {code.name}: {details}"
-                raise error_for_code(
-                    code.name, message, server_message=details, attempts=attempt
-                ) from None
+                raise self._error(exc, what, number) from None
+
+        return call_with_retry(
+            attempt, max_retries=self.max_retries, backoff_s=self.backoff_s, sleep=self._sleep
+        )
+
+    def _error(self, exc: grpc.RpcError, what: str, attempts: int) -> ServingStatusError:
+        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+        details = (exc.details() if hasattr(exc, "details") else "") or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            message = (
+                f"{what} on {self.target} failed: server unavailable after {attempts} "
+                f"attempts ({details}). Is the model server running on this port?"
+            )
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            message = (
+                f"{what} on {self.target} took longer than timeout_s={self.timeout_s}; "
+                "raise timeout_s or send smaller batches."
+            )
+        else:
+            message = f"{what} on {self.target} failed with {code.name}: {details}"
+        return error_for_code(code.name, message, server_message=details, attempts=attempts)
 
     def _spec(self, request: Any, signature_name: str | None, version: int | None) -> None:
         request.model_spec.name = self.model_name
@@ -338,9 +335,7 @@ class GrpcClient:
         def predict(inputs: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
             return self.predict(inputs, cast_to_signature=False)
 
-        return recommend_in_batches(
-            predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids
-        )
+        return recommend_in_batches(predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids)
 
     def metadata(self, version: int | None = None) -> dict[str, Any]:
         """The model's signatures (see :func:`describe_signatures`)."""
@@ -351,9 +346,7 @@ class GrpcClient:
         response = self._call(self._predictions.GetModelMetadata, request, "GetModelMetadata")
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
-        return describe_signatures(
-            response.model_spec.name, response.model_spec.version.value, signature_map
-        )
+        return describe_signatures(response.model_spec.name, response.model_spec.version.value, signature_map)
 
     def status(self, version: int | None = None) -> list[tuple[int, str]]:
         """``(version, state)`` for every version the server knows, e.g. ``[(1, "AVAILABLE")]``."""

@@ -1,7 +1,8 @@
 """REST client for TF Serving's HTTP API (``/v1/models/...``), standard library only.
 
 Same behaviour as :class:`~tfrec_llm.serving.grpc_client.GrpcClient`: retries (exponential
-backoff) only on HTTP 503 and refused connections, typed errors otherwise (400 ->
+backoff, :mod:`tfrec_llm.serving.retry`) only on HTTP 503 and refused connections (both
+``UNAVAILABLE``), typed errors otherwise (400 ->
 ``InvalidRequestError``, 404 -> ``ModelNotFoundError``, 504 or a client timeout ->
 ``DeadlineExceededError``). Proxies from the environment are ignored: the model server is
 called directly.
@@ -20,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import time
@@ -42,42 +42,12 @@ from tfrec_llm.serving.grpc_client import (
     describe_signatures,
     recommend_in_batches,
 )
+from tfrec_llm.serving.json_codec import decode_response_value, encode_array
+from tfrec_llm.serving.retry import call_with_retry
 
 __all__ = ["RestClient"]
 
 _FORMS = ("inputs", "instances")
-
-
-def _jsonable(array: np.ndarray) -> Any:
-    def convert(node: Any) -> Any:
-        if isinstance(node, list):
-            return [convert(x) for x in node]
-        if isinstance(node, bytes):
-            try:
-                return node.decode("utf-8")
-            except UnicodeDecodeError:
-                return {"b64": base64.b64encode(node).decode("ascii")}
-        return node
-
-    return convert(array.tolist())
-
-
-def _from_json(value: Any, dtype: str | None) -> np.ndarray:
-    def convert(node: Any) -> Any:
-        if isinstance(node, list):
-            return [convert(x) for x in node]
-        if isinstance(node, dict) and set(node) == {"b64"}:
-            return base64.b64decode(node["b64"])
-        return node.encode("utf-8") if isinstance(node, str) else node
-
-    if dtype == "string":
-        return np.array(convert(value), dtype=object)
-    if dtype is not None:
-        try:
-            return np.asarray(value, dtype=np.dtype(dtype))
-        except TypeError:
-            pass
-    return np.asarray(value)
 
 
 class RestClient:
@@ -104,8 +74,7 @@ class RestClient:
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise InvalidRequestError(
-                f"base_url={base_url!r} must start with http:// or https://, e.g. "
-                "'http://localhost:8501'.",
+                f"base_url={base_url!r} must start with http:// or https://, e.g. 'http://localhost:8501'.",
                 code="INVALID_ARGUMENT",
             )
         if timeout_s <= 0 or max_retries < 0 or backoff_s < 0:
@@ -135,9 +104,8 @@ class RestClient:
             method="GET" if body is None else "POST",
             headers={"Content-Type": "application/json"},
         )
-        delay, attempt = self.backoff_s, 0
-        while True:
-            attempt += 1
+
+        def attempt(number: int) -> Any:
             try:
                 with self._opener.open(request, timeout=self.timeout_s) as response:
                     return json.loads(response.read().decode("utf-8"))
@@ -147,15 +115,11 @@ class RestClient:
                     server_message = str(json.loads(text).get("error", text))
                 except (ValueError, AttributeError):
                     server_message = text
-                if exc.code == 503 and attempt <= self.max_retries:
-                    self._sleep(delay)
-                    delay *= 2
-                    continue
                 raise error_for_http_status(
                     exc.code,
                     f"{what} {url} failed with HTTP {exc.code}: {server_message}",
                     server_message=server_message,
-                    attempts=attempt,
+                    attempts=number,
                 ) from None
             except TimeoutError as exc:
                 raise DeadlineExceededError(
@@ -163,7 +127,7 @@ class RestClient:
                     "timeout_s or send smaller batches.",
                     code="DEADLINE_EXCEEDED",
                     server_message=str(exc),
-                    attempts=attempt,
+                    attempts=number,
                 ) from None
             except (urllib.error.URLError, ConnectionError) as exc:
                 reason = getattr(exc, "reason", exc)
@@ -172,19 +136,19 @@ class RestClient:
                         f"{what} {url} took longer than timeout_s={self.timeout_s}.",
                         code="DEADLINE_EXCEEDED",
                         server_message=str(reason),
-                        attempts=attempt,
+                        attempts=number,
                     ) from None
-                if attempt <= self.max_retries:
-                    self._sleep(delay)
-                    delay *= 2
-                    continue
-                raise error_for_http_status(
+                raise error_for_http_status(  # a refused connection counts as 503 UNAVAILABLE
                     503,
-                    f"{what} {url} failed: server unavailable after {attempt} attempts "
+                    f"{what} {url} failed: server unavailable after {number} attempts "
                     f"({reason}). Is the model server running on this port?",
                     server_message=str(reason),
-                    attempts=attempt,
+                    attempts=number,
                 ) from None
+
+        return call_with_retry(
+            attempt, max_retries=self.max_retries, backoff_s=self.backoff_s, sleep=self._sleep
+        )
 
     def _signature(self, signature_name: str, version: int | None) -> dict[str, Any] | None:
         if version not in self._signatures:
@@ -215,15 +179,13 @@ class RestClient:
             ServingError: Other subclasses from :mod:`tfrec_llm.serving.errors`.
         """
         if form not in _FORMS:
-            raise InvalidRequestError(
-                f"form={form!r} is not one of {_FORMS}.", code="INVALID_ARGUMENT"
-            )
+            raise InvalidRequestError(f"form={form!r} is not one of {_FORMS}.", code="INVALID_ARGUMENT")
         signature = self._signature(signature_name, version)
         in_dtypes = {a: t["dtype"] for a, t in signature["inputs"].items()} if signature else None
         arrays = coerce_inputs(inputs, in_dtypes)
         body: dict[str, Any] = {"signature_name": signature_name}
         if form == "inputs":
-            body["inputs"] = {alias: _jsonable(a) for alias, a in arrays.items()}
+            body["inputs"] = {alias: encode_array(a) for alias, a in arrays.items()}
         else:
             sizes = {alias: (a.shape[0] if a.ndim else None) for alias, a in arrays.items()}
             if None in sizes.values() or len(set(sizes.values())) != 1:
@@ -234,10 +196,8 @@ class RestClient:
                     code="INVALID_ARGUMENT",
                 )
             n = int(next(iter(sizes.values())) or 0)
-            columns = {alias: _jsonable(a) for alias, a in arrays.items()}
-            body["instances"] = [
-                {alias: col[i] for alias, col in columns.items()} for i in range(n)
-            ]
+            columns = {alias: encode_array(a) for alias, a in arrays.items()}
+            body["instances"] = [{alias: col[i] for alias, col in columns.items()} for i in range(n)]
         answer = self._request(self._url(version, ":predict"), body, "POST")
         out_specs = signature["outputs"] if signature else {}
         if form == "inputs":
@@ -251,7 +211,7 @@ class RestClient:
             else:
                 outputs = {next(iter(out_specs), "predictions"): rows}
         return {
-            alias: _from_json(value, out_specs.get(alias, {}).get("dtype"))
+            alias: decode_response_value(value, out_specs.get(alias, {}).get("dtype"))
             for alias, value in outputs.items()
         }
 
@@ -271,9 +231,7 @@ class RestClient:
         def predict(inputs: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
             return self.predict(inputs, form="inputs")
 
-        return recommend_in_batches(
-            predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids
-        )
+        return recommend_in_batches(predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids)
 
     def metadata(self, version: int | None = None) -> dict[str, Any]:
         """The model's signatures, as :func:`tfrec_llm.serving.grpc_client.describe_signatures`."""
@@ -294,6 +252,4 @@ class RestClient:
     def status(self, version: int | None = None) -> list[tuple[int, str]]:
         """``(version, state)`` for every version the server knows."""
         answer = self._request(self._url(version, ""), None, "GET")
-        return [
-            (int(s["version"]), str(s["state"])) for s in answer.get("model_version_status", [])
-        ]
+        return [(int(s["version"]), str(s["state"])) for s in answer.get("model_version_status", [])]

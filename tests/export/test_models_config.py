@@ -27,9 +27,7 @@ def test_written_config_uses_container_paths_and_reads_back(tmp_path):
     entries = read_models_config(path)
     assert entries == (
         ModelEntry("retrieval", "/models/retrieval", str(tmp_path / "retrieval"), "latest", (), 1),
-        ModelEntry(
-            "item_encoder", "/models/item_encoder", str(tmp_path / "item_encoder"), "latest", (), 1
-        ),
+        ModelEntry("item_encoder", "/models/item_encoder", str(tmp_path / "item_encoder"), "latest", (), 1),
     )
 
 

@@ -57,9 +57,7 @@ class ModelEntry:
     num_versions: int = 1
 
 
-def resolve_base_path(
-    base_path: str, config_dir: str, container_root: str = CONTAINER_MODEL_ROOT
-) -> str:
+def resolve_base_path(base_path: str, config_dir: str, container_root: str = CONTAINER_MODEL_ROOT) -> str:
     """Maps a ``base_path`` of ``models.config`` to a folder on this machine.
 
     Args:

@@ -6,6 +6,7 @@ import os
 import keras_tuner
 import pytest
 
+from tfrec_llm import atomic_io
 from tfrec_llm.tuning import oracles
 
 
@@ -24,10 +25,11 @@ def test_a_write_that_dies_midway_keeps_the_previous_state(tmp_path, monkeypatch
     def die(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing")
 
-    monkeypatch.setattr(oracles.json, "dump", die)
+    monkeypatch.setattr(atomic_io.json, "dump", die)
     with pytest.raises(KeyboardInterrupt):
         oracles.save_json_atomically(path, {"trials": 2})
     assert json.loads((tmp_path / "oracle.json").read_text()) == {"trials": 1}
+    assert os.listdir(tmp_path) == ["oracle.json"]  # the temporary file is gone
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,11 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tfrec_llm import atomic_io
 from tfrec_llm.errors import DataError
 
 RECORD_KEYS = ("model", "protocol", "split", "metric", "k", "value")
@@ -116,19 +116,7 @@ def write_json(records: Iterable[Mapping[str, Any]], path: str | os.PathLike[str
             raise DataError(
                 f"record {i} has value {record['value']}; JSON results must be finite numbers."
             )
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(checked, handle, indent=2, allow_nan=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_io.write_json(path, checked, indent=2, allow_nan=False)
 
 
 def read_json(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

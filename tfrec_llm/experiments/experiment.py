@@ -21,12 +21,12 @@ import tensorflow as tf
 
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.data.schema import RecDataset
-from tfrec_llm.export.exporter import ExportResult
-from tfrec_llm.export.serving_module import RetrievalModule
 from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
 from tfrec_llm.experiments.publish import export_variant
 from tfrec_llm.experiments.reports import evaluate_protocols, test_table
 from tfrec_llm.experiments.runs import load_or_train
+from tfrec_llm.export.exporter import ExportResult
+from tfrec_llm.export.serving_module import RetrievalModule
 from tfrec_llm.models.retrieval import TwoTowerModel
 
 logger = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ Example:
 from __future__ import annotations
 
 from tfrec_llm.config import ExperimentConfig
-from tfrec_llm.export.exporter import ExportResult, export_all
 from tfrec_llm.experiments.prepare import Prepared, known_histories, text_model_path
 from tfrec_llm.experiments.runs import load_or_train
+from tfrec_llm.export.exporter import ExportResult, export_all
 
 
 def export_variant(

@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from tfrec_llm.atomic_io import atomic_open
 from tfrec_llm.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -209,19 +209,11 @@ class EmbeddingCache:
 
     def _save(self, path: str, model_key: str, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Writes the cache file atomically: a temporary file in the same folder, then rename."""
-        os.makedirs(self.directory, exist_ok=True)
-        handle, temp_path = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(
-                    stream,
-                    version=np.array(_FORMAT_VERSION),
-                    model_key=np.array(model_key),
-                    keys=keys,
-                    vectors=vectors.astype(np.float32),
-                )
-            os.replace(temp_path, path)
-        except BaseException:
-            if os.path.exists(temp_path):
-                os.remove(temp_path)
-            raise
+        with atomic_open(path, "wb") as stream:
+            np.savez(
+                stream,
+                version=np.array(_FORMAT_VERSION),
+                model_key=np.array(model_key),
+                keys=keys,
+                vectors=vectors.astype(np.float32),
+            )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from tfrec_llm.atomic_io import write_text
 from tfrec_llm.config import ExperimentConfig, dump_config, load_config, replace
 from tfrec_llm.errors import ConfigError
 
@@ -66,12 +67,7 @@ def check_search_directory(
 
 def write_search_config(search_dir: str, cfg: ExperimentConfig, variant: str) -> None:
     """Writes ``DIR/search.yaml``: the variant as a comment, then the config."""
-    os.makedirs(search_dir, exist_ok=True)
-    path = os.path.join(search_dir, SEARCH_CONFIG)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(_header(variant) + dump_config(cfg))
-    os.replace(tmp, path)
+    write_text(os.path.join(search_dir, SEARCH_CONFIG), _header(variant) + dump_config(cfg))
 
 
 def claim_model_dir(model_dir: str, cfg: ExperimentConfig) -> None:

@@ -9,19 +9,17 @@ restart always finds the previous complete state.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import keras_tuner
 
+from tfrec_llm.atomic_io import write_json
+
 
 def save_json_atomically(path: str, state: Any) -> None:
     """Writes ``state`` as JSON to ``path`` via a temporary file and a rename."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f)
-    os.replace(tmp, path)
+    write_json(path, state, indent=None)
 
 
 class AtomicStateFiles:

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from tfrec_llm.atomic_io import write_text
 from tfrec_llm.config import ExperimentConfig, dump_config, replace
 from tfrec_llm.tuning.search_space import trial_config
 
@@ -132,13 +133,6 @@ def _row(record: TrialRecord, names: Sequence[str], hyperband: bool) -> list[Any
     ]
 
 
-def _atomic_write(path: str | os.PathLike[str], text: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_csv(
     records: Sequence[TrialRecord],
     names: Sequence[str],
@@ -152,7 +146,7 @@ def write_csv(
     writer.writerow(_columns(records, names, objective))
     for record in records:
         writer.writerow(["" if v is None else v for v in _row(record, names, hyperband)])
-    _atomic_write(path, out.getvalue())
+    write_text(path, out.getvalue())
 
 
 def markdown_table(records: Sequence[TrialRecord], names: Sequence[str], objective: str) -> str:
@@ -185,7 +179,7 @@ def write_markdown(
         if best is not None
         else f"No completed trial yet ({len(records)} started)."
     )
-    _atomic_write(path, f"# {title}\n\n{markdown_table(records, names, objective)}\n\n{footer}\n")
+    write_text(path, f"# {title}\n\n{markdown_table(records, names, objective)}\n\n{footer}\n")
 
 
 def write_best_config(
@@ -193,7 +187,7 @@ def write_best_config(
 ) -> None:
     """Writes ``cfg`` as YAML under ``header`` lines as comments (``load_config`` reads it)."""
     comments = "".join(f"# {line}\n" for line in header)
-    _atomic_write(path, comments + dump_config(cfg))
+    write_text(path, comments + dump_config(cfg))
 
 
 def best_config(cfg: ExperimentConfig, record: TrialRecord, directory: str) -> ExperimentConfig:

@@ -34,7 +34,7 @@ def _too_long(folder: str, limit: int) -> list[str]:
 
 
 def test_no_library_module_over_400_lines():
-    assert not _too_long("tfrec_llm", 400), "split by concept (STYLE.md)"
+    assert not _too_long("tfrec_llm", 400), "split by concept (docs/style.md)"
 
 
 def test_no_benchmark_script_over_500_lines():

@@ -1,4 +1,4 @@
-"""Tests for tfrec_llm.data.splits against EVALUATION.md.
+"""Tests for tfrec_llm.data.splits against docs/evaluation.md.
 
 Expected values come from hand calculation (tiny frames) or from independent pure-Python /
 pandas re-derivations of the protocol written in this file (never from the code under test).
@@ -191,7 +191,7 @@ def test_make_split_is_deterministic():
 
 
 def _reference(rows, catalog, all_users, protocol, seed=42):
-    """Pure-Python EVALUATION.md on (user, item, ts) rows with decimal ids and unique pairs."""
+    """Pure-Python docs/evaluation.md on (user, item, ts) rows with decimal ids and unique pairs."""
     n = len(rows)
     pair_order = sorted(range(n), key=lambda k: (int(rows[k][0]), int(rows[k][1])))
     draws = np.random.default_rng(42).random(n)

@@ -15,7 +15,7 @@ from tfrec_llm.evaluation import protocols
 from tfrec_llm.evaluation.protocols import Scorer, evaluate, evaluate_all
 
 ITEMS = np.array(["1", "2", "3", "4"])
-# numpy.random.default_rng(12345).permutation(4) == [2, 0, 3, 1] (spelled out, EVALUATION.md A).
+# numpy.random.default_rng(12345).permutation(4) == [2, 0, 3, 1] (spelled out, docs/evaluation.md A).
 PRIO_4 = [2, 0, 3, 1]
 
 
@@ -285,7 +285,7 @@ def test_scorer_protocol_is_structural():
 
 def test_tie_priority_used_by_evaluate_is_the_documented_formula():
     # evaluate takes its priority from tfrec_llm.data.splits.tie_priority; check it against
-    # EVALUATION.md's formula, written out here independently.
+    # docs/evaluation.md's formula, written out here independently.
     assert protocols.tie_priority is splits.tie_priority
     assert splits.tie_priority(4).tolist() == PRIO_4
     for n in (1, 1682, 3706):

@@ -269,7 +269,7 @@ def _eval_checks(cfg: Any) -> list[Check]:
             "eval.protocol",
             evaluation.protocol,
             f"one of {PROTOCOLS}",
-            "See EVALUATION.md for protocols A, B and C.",
+            "See docs/evaluation.md for protocols A, B and C.",
         ),
         _check(
             bool(ks) and all(k > 0 for k in ks) and len(set(ks)) == len(ks),

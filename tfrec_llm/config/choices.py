@@ -11,7 +11,7 @@ import types
 from collections.abc import Mapping
 
 PROTOCOLS = ("loo", "cold-items", "cold-users")
-"""Split protocols of EVALUATION.md: A (leave-last-out), B (cold items), C (cold users)."""
+"""Split protocols of docs/evaluation.md: A (leave-last-out), B (cold items), C (cold users)."""
 
 METRICS = ("recall", "hr", "ndcg")
 """Ranking metrics the evaluator reports, each as ``<metric>@<k>``."""

@@ -127,7 +127,7 @@ class TrainConfig:
         seed: Seed for weights and shuffling (>= 0).
         shuffle_buffer: tf.data shuffle buffer size (>= 1).
         refit_on_train_valid: After early stopping, retrain on TRAIN+VALID for the best
-            number of epochs before TEST (EVALUATION.md allows it; say so in reports).
+            number of epochs before TEST (docs/evaluation.md allows it; say so in reports).
     """
 
     model_dir: str = "runs/movielens_100k"
@@ -227,7 +227,7 @@ class TuneConfig:
             ``hyperband_iterations`` instead.
         objective: VALID metric to maximise, ``<ndcg|hr|recall>@<k>`` (k is added to the
             cut-offs evaluated in trials when ``eval.ks`` lacks it).
-        protocol: Split protocol of the search (``loo`` = EVALUATION.md protocol A).
+        protocol: Split protocol of the search (``loo`` = docs/evaluation.md protocol A).
         executions: Trainings per trial (seeds ``train.seed + i``); the score is their mean.
         hyperband_factor: Hyperband's reduction factor.
         hyperband_iterations: Hyperband iterations (full sweeps over the brackets).

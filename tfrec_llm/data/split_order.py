@@ -68,7 +68,7 @@ def _tie_keys(user_rank: np.ndarray, item_rank: np.ndarray, timestamps: np.ndarr
 
 
 def assign_tie_keys(interactions: pd.DataFrame) -> pd.DataFrame:
-    """Returns a copy with the float ``tie_key`` column of EVALUATION.md.
+    """Returns a copy with the float ``tie_key`` column of docs/evaluation.md.
 
     Interactions are ordered by (user_id, item_id) in natural order (repeated pairs by
     timestamp, then input position) and receive ``default_rng(42).random(n)`` in that order.

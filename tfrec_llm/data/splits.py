@@ -1,9 +1,9 @@
-"""The evaluation protocols of EVALUATION.md: ``loo``, ``cold-items``, ``cold-users``.
+"""The evaluation protocols of docs/evaluation.md: ``loo``, ``cold-items``, ``cold-users``.
 
 This is the one module that turns interactions into train frames and evaluation tasks; every
 model and baseline goes through it. All functions are pure: inputs are never modified.
 
-Ordering rules (EVALUATION.md; tie keys, chronological order and the tie priority live in
+Ordering rules (docs/evaluation.md; tie keys, chronological order and the tie priority live in
 :mod:`tfrec_llm.data.split_order`, the :class:`Split` and :class:`EvalTask` results in
 :mod:`tfrec_llm.data.split_types`; both are importable from here):
 
@@ -198,7 +198,7 @@ def split_cold_items(interactions: pd.DataFrame, items: pd.DataFrame, *, seed: i
         interactions: Canonical interactions.
         items: Canonical items (the catalog, cold items included).
         seed: Seed of ``default_rng(seed).choice`` over the natural-sorted catalog (42 in
-            EVALUATION.md).
+            docs/evaluation.md).
 
     Returns:
         The split with ``cold_item_ids`` set.
@@ -236,7 +236,7 @@ def split_cold_users(
         items: Canonical items (the catalog).
         users: Canonical users; cold users are drawn from its ids.
         seed: Seed of ``default_rng(seed).choice`` over the natural-sorted user ids (42 in
-            EVALUATION.md).
+            docs/evaluation.md).
 
     Returns:
         The split with ``cold_user_ids`` set.
@@ -277,7 +277,7 @@ def split_cold_users(
 
 
 def make_split(dataset: RecDataset, protocol: str) -> Split:
-    """Splits a data set under one of ``PROTOCOLS`` with the seeds of EVALUATION.md.
+    """Splits a data set under one of ``PROTOCOLS`` with the seeds of docs/evaluation.md.
 
     Args:
         dataset: The canonical data set.

@@ -1,7 +1,7 @@
 """Reference scorers that every quality table lists: Random and MostPop.
 
 Both follow the `tfrec_llm.evaluation.protocols.Scorer` protocol and run through the same split
-and metric code as the models (EVALUATION.md, "Rules").
+and metric code as the models (docs/evaluation.md, "Rules").
 
 Example:
     >>> split = make_split(dataset, "loo")  # doctest: +SKIP
@@ -56,7 +56,7 @@ class MostPopScorer:
     Args:
         split: The split to count over.
         fit_on: ``"train"`` (default, the contract) counts ``split.train``; ``"train_valid"``
-            counts ``split.train_valid`` (the refit variant for TEST scores, EVALUATION.md A).
+            counts ``split.train_valid`` (the refit variant for TEST scores, docs/evaluation.md A).
 
     Raises:
         ConfigError: If ``fit_on`` is not one of the two names.

@@ -1,6 +1,6 @@
 """Ranking metrics in plain numpy: target ranks, Recall@K, HR@K and NDCG@K.
 
-The math follows EVALUATION.md. A target's rank is 1 + the number of candidates that beat it,
+The math follows docs/evaluation.md. A target's rank is 1 + the number of candidates that beat it,
 where a candidate beats a target when it is not excluded and has a greater score, or an equal
 score and a lower tie priority. Ranks are computed by counting, never by sorting a whole row,
 so the cost is ``O(n_targets * n_candidates)`` with small vectorised chunks.

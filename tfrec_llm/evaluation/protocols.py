@@ -1,6 +1,6 @@
 """The evaluator: runs a `Scorer` over an `EvalTask` and reports Recall/HR/NDCG@K.
 
-Every quality number of tfrec_llm goes through `evaluate` (EVALUATION.md): the scorer scores
+Every quality number of tfrec_llm goes through `evaluate` (docs/evaluation.md): the scorer scores
 the whole catalog, the evaluator restricts the columns to the task's candidates, removes each
 user's excluded items from the ranking, breaks equal scores by the fixed tie priority
 (``numpy.random.default_rng(12345).permutation(n_items)``, lower first, never by id) and ranks

@@ -31,7 +31,7 @@ RECORD_KEYS = ("model", "protocol", "split", "metric", "k", "value")
 """Keys of every record, in the order they are written."""
 
 PROTOCOL_LETTERS = {"loo": "A", "cold-items": "B", "cold-users": "C"}
-"""Short column prefixes: the protocol letters of EVALUATION.md."""
+"""Short column prefixes: the protocol letters of docs/evaluation.md."""
 
 _SPLIT_ORDER = ("valid", "test")
 _METRIC_ORDER = ("ndcg", "recall", "hr")

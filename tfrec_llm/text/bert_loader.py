@@ -8,7 +8,7 @@ A model folder holds ``config.json`` and the weights, either as
   writes), loaded with ``TFBertModel.from_pretrained``.
 
 ``TFBertModel.from_pretrained`` cannot read PyTorch-format safetensors without PyTorch
-(``'builtins.safe_open' object is not iterable``), hence the two paths (see STACK.md).
+(``'builtins.safe_open' object is not iterable``), hence the two paths (see docs/stack.md).
 
 Example:
     >>> folder = default_model_path()

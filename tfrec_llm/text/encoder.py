@@ -2,7 +2,7 @@
 
 ``TextEncoder`` is the servable path (``call`` takes ``tf.string``); ``encode_texts`` is the fast
 offline path that tokenizes once in Python, sorts texts by length and pads each batch only to
-its longest text (STACK.md: ~700 texts/s for MiniLM on 2 cores vs ~180 with fixed padding).
+its longest text (docs/stack.md: ~700 texts/s for MiniLM on 2 cores vs ~180 with fixed padding).
 """
 
 from __future__ import annotations

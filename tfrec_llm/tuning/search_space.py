@@ -33,7 +33,7 @@ from tfrec_llm.errors import ConfigError
 
 # Keys KerasTuner adds to a trial's values (Hyperband's budget); they are not config fields.
 TUNER_PREFIX = "tuner/"
-# KerasTuner's name of a VALID metric: "valid/ndcg@10" (logged metric names, STYLE.md).
+# KerasTuner's name of a VALID metric: "valid/ndcg@10" (logged metric names, docs/style.md).
 OBJECTIVE_PREFIX = "valid/"
 
 

@@ -2,7 +2,7 @@
 
 :class:`TwoTowerTrials` is mixed into KerasTuner's tuners (:mod:`tfrec_llm.tuning.tuner` holds
 the concrete classes and :func:`~tfrec_llm.tuning.tuner.build_tuner`). It never hands KerasTuner
-a model (KerasTuner 1.4.8 binds to Keras 3, STACK.md): ``run_trial`` trains the two-tower model
+a model (KerasTuner 1.4.8 binds to Keras 3, docs/stack.md): ``run_trial`` trains the two-tower model
 with :func:`tfrec_llm.experiments.runs.train_variant` and returns its VALID metrics as a dict;
 the search directory's layout is described in :mod:`tfrec_llm.tuning.tuner`.
 """

@@ -1,6 +1,6 @@
 """KerasTuner over the two-tower model: RandomSearch, Hyperband and BayesianOptimization.
 
-KerasTuner 1.4.8 binds to Keras 3 and rejects tf-keras models (STACK.md), so these tuners
+KerasTuner 1.4.8 binds to Keras 3 and rejects tf-keras models (docs/stack.md), so these tuners
 never hand it a model: the search space is declared up front from ``tune.space``
 (:mod:`tfrec_llm.tuning.search_space`), and ``run_trial`` trains the two-tower model with
 :func:`tfrec_llm.experiments.runs.train_variant` -- early stopping and best weights on the

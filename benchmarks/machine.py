@@ -1,9 +1,9 @@
 """What every benchmark output names: the machine, the command, the software.
 
-EVALUATION.md: a speed or quality figure is always published with the machine it ran on. This
-module reads the CPU model from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere), the
-cores this process may use, the memory and the load average, which on a shared machine says
-how much the other tenants were running at the time.
+docs/evaluation.md: a speed or quality figure is always published with the machine it ran on.
+This module reads the CPU model from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere), the
+cores this process may use, the memory and the load average, which on a shared machine says how
+much the other tenants were running at the time.
 """
 
 from __future__ import annotations

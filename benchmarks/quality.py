@@ -1,7 +1,7 @@
 """Quality benchmark: tfrec_llm's two-tower variants against classic peers, protocols A/B/C.
 
 One run, one data set (MovieLens-100K by default), the one split module and the one evaluator
-for every model (EVALUATION.md):
+for every model (docs/evaluation.md):
 
 * baselines: Random, MostPop;
 * peers (``tfrec_llm.evaluation.peers``): ItemKNN, EASE (lambda tuned on VALID), implicit ALS

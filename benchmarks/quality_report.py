@@ -134,7 +134,7 @@ def render_markdown(records: list[dict[str, Any]], details: dict[str, Any], meta
         "stopping (two-tower: VALID NDCG@10, config defaults) on VALID; TEST histories are "
         "TRAIN+VALID (A, B) or each cold user's first 5 interactions (C), history items "
         "excluded, ties broken by the fixed "
-        "item priority (EVALUATION.md).",
+        "item priority (docs/evaluation.md).",
         "- fit s: wall seconds of the final fit (two-tower: the whole training run including its "
         "per-epoch VALID evaluation; peers: the chosen grid point; the grid search itself is in "
         "quality.json as tune_seconds). eval s: VALID + TEST evaluation.",

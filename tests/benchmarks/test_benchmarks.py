@@ -2,7 +2,7 @@
 
 Each script runs in a subprocess, the way the README runs it, on a small slice of MovieLens-100K;
 the tests check that the outputs exist and parse, never the speed or quality numbers themselves
-(EVALUATION.md: no wall-clock assertions in tests).
+(docs/evaluation.md: no wall-clock assertions in tests).
 """
 
 from __future__ import annotations

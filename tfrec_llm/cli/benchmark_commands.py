@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tfrec_llm.cli.options import setup_logging
 from tfrec_llm.errors import ConfigError
 
 __all__ = [
@@ -117,6 +118,8 @@ def benchmark_parser(name: str, folder: Path | None = None) -> argparse.Argument
 
 def _run(args: argparse.Namespace) -> int:
     script_args = benchmark_parser(args.benchmark).parse_args(args.script_args)
+    if script_args.verbose:  # the script's own -v, parsed only now
+        setup_logging(script_args.verbose)
     return int(script_args.run(script_args, list(args.script_args)) or 0)
 
 

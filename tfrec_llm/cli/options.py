@@ -93,4 +93,6 @@ def setup_logging(verbosity: int) -> None:
     """WARNING by default (tfrec_llm's own INFO lines too), INFO with -v, DEBUG with -vv."""
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if verbosity:  # a second call (a benchmark script's own -v) raises the level again
+        logging.getLogger().setLevel(level)
     logging.getLogger("tfrec_llm").setLevel(logging.INFO if verbosity == 0 else level)

@@ -368,9 +368,16 @@ def keras_testing() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def retrieval_fixture() -> ModuleType:
-    """tests/serving/retrieval_fixture.py: the contract-shaped retrieval SavedModel helpers.
-
-    Same module object (``sys.modules["retrieval_fixture"]``) as the loaders of
-    tests/serving/conftest.py and tests/export/conftest.py, which still define their own.
-    """
+    """tests/serving/retrieval_fixture.py: the contract-shaped retrieval SavedModel helpers."""
     return load_test_module(TESTS / "serving" / "retrieval_fixture.py", "retrieval_fixture")
+
+
+@pytest.fixture(scope="session")
+def retrieval_templates(tmp_path_factory, retrieval_fixture) -> dict[int, str]:
+    """{1: path, 2: path}: fixture SavedModels for versions 1 and 2, saved once per session."""
+    root = tmp_path_factory.getbasetemp() / "retrieval_templates"
+    paths = {v: str(root / str(v)) for v in (1, 2)}
+    for version, path in paths.items():
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            retrieval_fixture.save_retrieval_fixture(path, version)
+    return paths

@@ -30,9 +30,12 @@ print(json.dumps(out.tolist()))
 
 def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
     overrides = [
-        "--set", f"train.model_dir={tmp_path / 'runs'}",
-        "--set", f"export.export_dir={tmp_path / 'exports'}",
-        "--set", "train.epochs=2",
+        "--set",
+        f"train.model_dir={tmp_path / 'runs'}",
+        "--set",
+        f"export.export_dir={tmp_path / 'exports'}",
+        "--set",
+        "train.epochs=2",
         "--quiet",
     ]
     out_json = tmp_path / "results.json"
@@ -40,7 +43,11 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
     assert main(["run", "--protocol", "loo", "--json", str(out_json), "--users", "1,2", *overrides]) == 0
     printed = capsys.readouterr().out
     records = json.loads(out_json.read_text())
-    test_ndcg = {r["model"]: r["value"] for r in records if r["split"] == "test" and r["metric"] == "ndcg" and r["k"] == 10}
+    test_ndcg = {
+        r["model"]: r["value"]
+        for r in records
+        if r["split"] == "test" and r["metric"] == "ndcg" and r["k"] == 10
+    }
     assert set(test_ndcg) == {"Random", "MostPop", "TwoTower-ID", "TwoTower-BERT"}
     assert test_ndcg["TwoTower-BERT"] > test_ndcg["MostPop"] > test_ndcg["Random"]
     assert "user 1:" in printed and "user 2:" in printed and "Genres:" in printed  # gRPC answers, with titles
@@ -57,7 +64,11 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
         [sys.executable, "-c", _ENCODE, str(exports / "item_encoder" / version), json.dumps(texts)],
-        capture_output=True, text=True, env=env, cwd="/", timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     served = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -65,7 +76,9 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
     np.testing.assert_allclose(served, local, atol=1e-4)
 
     # serve both models and query the retrieval model over gRPC
-    with LocalModelServer.from_config_file(str(exports / "models.config"), grpc_port=0, rest_port=None) as server:
+    with LocalModelServer.from_config_file(
+        str(exports / "models.config"), grpc_port=0, rest_port=None
+    ) as server:
         client = GrpcClient("127.0.0.1", server.grpc_port, model_name="retrieval")
         answers = client.recommend(["1", "2", "no-such-user"], k=5)
         assert [len(a) for a in answers] == [5, 5, 5]

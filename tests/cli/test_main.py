@@ -38,7 +38,24 @@ def test_train_evaluate_export_recommend_on_csv(tiny_csv_config, capsys, caplog)
     assert os.path.exists(tmp / "exports" / "retrieval" / "3" / "saved_model.pb")
     assert os.path.exists(tmp / "exports" / "models.config")
 
-    assert main(["recommend", "--config", config, "--variant", "id", "--user", "1", "--user", "stranger", "--k", "3"]) == 0
+    assert (
+        main(
+            [
+                "recommend",
+                "--config",
+                config,
+                "--variant",
+                "id",
+                "--user",
+                "1",
+                "--user",
+                "stranger",
+                "--k",
+                "3",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "user 1:" in out and "user stranger:" in out and " 3. [" in out
     assert any("unknown to the model" in r.getMessage() for r in caplog.records)

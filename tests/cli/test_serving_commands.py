@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -146,19 +146,10 @@ def test_check_servable_exit_codes_and_op_table(tmp_path, capsys):
     assert "has no saved_model.pb" in capsys.readouterr().err
 
 
-def _save_retrieval_fixture(version_dir):
-    """Saves tests/serving/retrieval_fixture.py's model (loaded by path: importlib mode)."""
-    path = Path(__file__).resolve().parents[1] / "serving" / "retrieval_fixture.py"
-    spec = importlib.util.spec_from_file_location("retrieval_fixture_cli", path)
-    fixture = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixture)
-    fixture.save_retrieval_fixture(str(version_dir), 1)
-
-
-def test_query_prints_rankings_from_a_running_server(tmp_path, capsys):
+def test_query_prints_rankings_from_a_running_server(tmp_path, capsys, retrieval_templates):
     from tfrec_llm.serving.local import LocalModelServer
 
-    _save_retrieval_fixture(tmp_path / "retrieval" / "1")
+    shutil.copytree(retrieval_templates[1], tmp_path / "retrieval" / "1")
     with LocalModelServer(model_base_path=str(tmp_path / "retrieval"), port=0, rest_port=0) as server:
         parser = _parser()
         grpc_args = parser.parse_args(
@@ -213,7 +204,7 @@ def _port_is_free(port):
     return True
 
 
-def test_serve_in_a_subprocess_answers_both_apis_and_stops_on_ctrl_c(tmp_path):
+def test_serve_in_a_subprocess_answers_both_apis_and_stops_on_ctrl_c(tmp_path, retrieval_templates):
     """``tfrec-llm serve`` stops on SIGINT even when started with SIGINT ignored.
 
     A background job of a non-interactive shell (``cmd &`` in a script, a CI runner, a test
@@ -225,7 +216,7 @@ def test_serve_in_a_subprocess_answers_both_apis_and_stops_on_ctrl_c(tmp_path):
     from tfrec_llm.serving.grpc_client import GrpcClient
     from tfrec_llm.serving.rest_client import RestClient
 
-    _save_retrieval_fixture(tmp_path / "retrieval" / "1")
+    shutil.copytree(retrieval_templates[1], tmp_path / "retrieval" / "1")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         rest_port = s.getsockname()[1]

@@ -2,8 +2,7 @@
 
 import pytest
 
-from tfrec_llm.config import ExperimentConfig, replace
-from tfrec_llm.config import choices
+from tfrec_llm.config import ExperimentConfig, choices, replace
 from tfrec_llm.data import splits
 from tfrec_llm.evaluation import protocols
 

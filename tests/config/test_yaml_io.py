@@ -92,9 +92,7 @@ def test_unknown_key_message_lists_every_field_of_the_section():
     names = [f.name for f in dataclasses.fields(ExperimentConfig().export)]
     with pytest.raises(ConfigError) as info:
         config_from_dict({"export": {"k": 3}})
-    assert str(info.value) == (
-        f"unknown config key(s) ['export.k']; valid keys in export: {names}"
-    )
+    assert str(info.value) == (f"unknown config key(s) ['export.k']; valid keys in export: {names}")
 
 
 def test_unknown_section_is_rejected():

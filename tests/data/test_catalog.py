@@ -38,5 +38,7 @@ def test_categories_multi_hot_and_popularity(tiny_dataset):
 def test_pad_histories_keeps_the_most_recent_and_drops_unknown_ids(tiny_dataset):
     split = make_split(tiny_dataset, "loo")
     catalog = build_catalog(tiny_dataset, split)
-    padded = catalog.pad_histories([np.array(["1", "2", "3"]), np.array(["zzz"]), np.array([], dtype=object)], 2)
+    padded = catalog.pad_histories(
+        [np.array(["1", "2", "3"]), np.array(["zzz"]), np.array([], dtype=object)], 2
+    )
     np.testing.assert_array_equal(padded, [catalog.item_index(["2", "3"]), [-1, -1], [-1, -1]])

@@ -87,9 +87,7 @@ def test_validate_frame_rejects_bad_dtypes():
 
 def test_validate_frame_rejects_empty_and_duplicate_ids():
     with pytest.raises(DataError, match=r"column 'item_id' has 1 empty ids"):
-        validate_frame(
-            _interactions(item_id=pd.Series(["7", ""], dtype="str")), "interactions", "src"
-        )
+        validate_frame(_interactions(item_id=pd.Series(["7", ""], dtype="str")), "interactions", "src")
     with pytest.raises(
         DataError,
         match=r"src: users frame column 'user_id' must be unique; "

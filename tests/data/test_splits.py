@@ -212,9 +212,7 @@ def _reference(rows, catalog, all_users, protocol, seed=42):
                 train += [(user, i) for i in seq]
         return train, valid, test
     ids = sorted(catalog if protocol == "cold-items" else all_users, key=int)
-    cold = set(
-        np.random.default_rng(seed).choice(ids, size=round(0.2 * len(ids)), replace=False).tolist()
-    )
+    cold = set(np.random.default_rng(seed).choice(ids, size=round(0.2 * len(ids)), replace=False).tolist())
     for user, seq in seqs.items():
         if protocol == "cold-items":
             warm = [i for i in seq if i not in cold]
@@ -260,9 +258,7 @@ def test_split_matches_pure_python_reference(protocol, seed):
         assert task.user_ids.tolist() == list(expected)
         assert _lists(task.histories) == [h for h, _ in expected.values()]
         assert _lists(task.targets) == [t for _, t in expected.values()]
-        assert [sorted(e) for e in _lists(task.exclude)] == [
-            sorted(h) for h, _ in expected.values()
-        ]
+        assert [sorted(e) for e in _lists(task.exclude)] == [sorted(h) for h, _ in expected.values()]
     if protocol == "cold-items":
         np.testing.assert_array_equal(split.test.candidate_ids, split.cold_item_ids)
         assert len(split.cold_item_ids) == round(0.2 * 17)

@@ -32,8 +32,12 @@ def _frame(pairs: list[tuple[str, str]]) -> pd.DataFrame:
     )
 
 
-def _task(name: str, users: list[str], histories: list[list[str]], targets: list[list[str]],
-          ) -> EvalTask:
+def _task(
+    name: str,
+    users: list[str],
+    histories: list[list[str]],
+    targets: list[list[str]],
+) -> EvalTask:
     return EvalTask(
         name=name,
         user_ids=np.array(users),
@@ -44,8 +48,12 @@ def _task(name: str, users: list[str], histories: list[list[str]], targets: list
     )
 
 
-def _split(item_ids: list[str], train: pd.DataFrame, train_valid: pd.DataFrame | None = None,
-           valid: EvalTask | None = None) -> Split:
+def _split(
+    item_ids: list[str],
+    train: pd.DataFrame,
+    train_valid: pd.DataFrame | None = None,
+    valid: EvalTask | None = None,
+) -> Split:
     frames = [train] if train_valid is None else [train, train_valid]
     users = sorted(set(pd.concat(frames)["user_id"]))
     dummy = _task("valid", users[:1], [[]], [[item_ids[0]]])
@@ -127,8 +135,9 @@ def test_refit_on_train_valid_uses_that_frame_and_says_so() -> None:
 
 # Users: u0 {a, b}, u1 {a, b, c}, u2 {a}, u3 {c}. |a| = sqrt(3), |b| = |c| = sqrt(2);
 # co-occurrence ab = 2, ac = 1, bc = 1 -> cos ab = 2/sqrt(6), ac = 1/sqrt(6), bc = 1/2.
-KNN_FRAME = _frame([("u0", "a"), ("u0", "b"), ("u1", "a"), ("u1", "b"), ("u1", "c"),
-                    ("u2", "a"), ("u3", "c")])
+KNN_FRAME = _frame(
+    [("u0", "a"), ("u0", "b"), ("u1", "a"), ("u1", "b"), ("u1", "c"), ("u2", "a"), ("u3", "c")]
+)
 AB, AC, BC = 2 / math.sqrt(6), 1 / math.sqrt(6), 0.5
 
 
@@ -172,8 +181,7 @@ def _clustered_split() -> tuple[Split, np.ndarray, list[np.ndarray]]:
     return _split(ITEMS_13, train), users, histories
 
 
-def _assert_clusters_separate(scores: np.ndarray, users: np.ndarray,
-                              histories: list[np.ndarray]) -> None:
+def _assert_clusters_separate(scores: np.ndarray, users: np.ndarray, histories: list[np.ndarray]) -> None:
     col = {item: j for j, item in enumerate(ITEMS_13)}
     for row, user in enumerate(users):
         own, other = (CLUSTER_A, CLUSTER_B) if int(user[1:]) % 2 == 0 else (CLUSTER_B, CLUSTER_A)
@@ -200,8 +208,7 @@ def test_als_folds_in_unknown_users_and_on_request_every_user() -> None:
     cold = scorer.score(np.array(["stranger"]), history)
     _assert_clusters_separate(cold, np.array(["u1"]), history)  # u1: an odd user, cluster B
     # u0 was fitted on cluster A; folded in from a cluster-B history it now prefers B.
-    folding = ALSScorer(split, factors=2, regularization=0.1, random_state=3,
-                        recalculate_user=True)
+    folding = ALSScorer(split, factors=2, regularization=0.1, random_state=3, recalculate_user=True)
     np.testing.assert_allclose(folding.score(np.array(["u0"]), history), cold, atol=1e-6)
 
 
@@ -223,6 +230,7 @@ def test_bpr_scores_unknown_users_by_item_bias() -> None:
 
 
 # ---------------------------------------------------------------- tune_on_valid
+
 
 class _PlantedScorer:
     """Puts each user's valid target at rank params["rank"] (no exclusions in the task)."""
@@ -258,12 +266,12 @@ def test_tune_on_valid_picks_the_best_recorded_grid_point() -> None:
 
 def test_tune_on_valid_rows_match_independent_evaluation_of_ease() -> None:
     split0, users, histories = _clustered_split()
-    valid = _task("valid", list(users[:6]), [list(h[:3]) for h in histories[:6]],
-                  [[h[3]] for h in histories[:6]])
+    valid = _task(
+        "valid", list(users[:6]), [list(h[:3]) for h in histories[:6]], [[h[3]] for h in histories[:6]]
+    )
     split = _split(ITEMS_13, split0.train, valid=valid)
     grid = EASEScorer.default_grid()
-    best, scorer, rows = tune_on_valid(lambda p: EASEScorer(split, **p), grid, split,
-                                       metric="hr@50")
+    best, scorer, rows = tune_on_valid(lambda p: EASEScorer(split, **p), grid, split, metric="hr@50")
     values = [evaluate(EASEScorer(split, **p), valid, split.item_ids)["hr@50"] for p in grid]
     assert [r["valid/hr@50"] for r in rows] == pytest.approx(values)
     assert best == grid[int(np.argmax(values))] and scorer.params == best
@@ -274,13 +282,16 @@ def test_default_grids_are_the_documented_ones() -> None:
     assert [p["k_neighbors"] for p in ItemKNNScorer.default_grid()] == [20, 50, 100, 200]
     als = ALSScorer.default_grid()
     assert {(p["factors"], p["regularization"], p["iterations"]) for p in als} == {
-        (f, r, 15) for f in (32, 64, 128) for r in (0.01, 0.1)}
+        (f, r, 15) for f in (32, 64, 128) for r in (0.01, 0.1)
+    }
     bpr = BPRScorer.default_grid()
     assert {(p["factors"], p["learning_rate"], p["iterations"]) for p in bpr} == {
-        (f, lr, 100) for f in (32, 64, 128) for lr in (0.01, 0.05)}
+        (f, lr, 100) for f in (32, 64, 128) for lr in (0.01, 0.05)
+    }
 
 
 # ---------------------------------------------------------------- errors
+
 
 def test_errors_name_the_bad_argument() -> None:
     split = _split(["a", "b", "c"], KNN_FRAME)

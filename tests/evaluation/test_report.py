@@ -48,9 +48,7 @@ def test_table_filters_by_split_and_labels_several_splits():
     assert records_to_table(records, split="test").splitlines()[0] == "| model | A ndcg@10 |"
     assert records_to_table(records, split="test").splitlines()[2] == "| MostPop | 0.1000 |"
     # Both splits: the split joins the label, valid before test.
-    assert records_to_table(records).splitlines()[0] == (
-        "| model | A valid ndcg@10 | A test ndcg@10 |"
-    )
+    assert records_to_table(records).splitlines()[0] == ("| model | A valid ndcg@10 | A test ndcg@10 |")
 
 
 def test_unknown_protocol_keeps_its_name_after_the_known_ones():

@@ -31,7 +31,12 @@ def _mtime(directory):
 def test_run_folder_is_protocol_then_variant_and_holds_the_config(trained, tmp_path):
     cfg, _, info, directory = trained
     assert directory == os.path.join(str(tmp_path), "loo", "id")
-    assert set(os.listdir(directory)) >= {"model.weights.h5", "result.json", "config.yaml", "training_config.json"}
+    assert set(os.listdir(directory)) >= {
+        "model.weights.h5",
+        "result.json",
+        "config.yaml",
+        "training_config.json",
+    }
     assert info["variant"] == "id" and info["epochs_run"] == 1
 
 
@@ -47,7 +52,9 @@ def test_changed_config_is_an_error_that_keeps_the_model(trained):
     cfg, prepared, _, directory = trained
     stamp = _mtime(directory)
     changed = replace(cfg, model__embedding_dim=12)
-    with pytest.raises(StaleRunError, match=r"other settings or data \(model\.embedding_dim: 8 -> 12\).*--retrain"):
+    with pytest.raises(
+        StaleRunError, match=r"other settings or data \(model\.embedding_dim: 8 -> 12\).*--retrain"
+    ):
         load_or_train(changed, prepared, "id", verbose=0)
     assert _mtime(directory) == stamp
     with open(os.path.join(directory, "training_config.json")) as f:

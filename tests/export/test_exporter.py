@@ -34,12 +34,12 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tfrec_llm.config import ExperimentConfig, ExportConfig, ModelConfig, TextConfig
 from tfrec_llm.data.catalog import build_catalog
 from tfrec_llm.data.splits import make_split
+from tfrec_llm.experiments.builders import build_two_tower
+from tfrec_llm.experiments.prepare import item_texts, user_histories
 from tfrec_llm.export.exporter import ITEM_ENCODER, RETRIEVAL, export_all
 from tfrec_llm.export.models_config import read_models_config
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.warmup import read_warmup_requests
-from tfrec_llm.experiments.builders import build_two_tower
-from tfrec_llm.experiments.prepare import item_texts, user_histories
 
 TESTS = Path(__file__).resolve().parents[1]
 DEFAULT_K, MAX_K, MAX_LENGTH = 3, 7, 16
@@ -140,9 +140,7 @@ def test_models_config_lists_both_models(export):
     entries = read_models_config(result.models_config)
     assert [e.name for e in entries] == [RETRIEVAL, ITEM_ENCODER]
     assert [e.base_path for e in entries] == ["/models/retrieval", "/models/item_encoder"]
-    assert [e.local_path for e in entries] == [
-        str(export_dir / n) for n in (RETRIEVAL, ITEM_ENCODER)
-    ]
+    assert [e.local_path for e in entries] == [str(export_dir / n) for n in (RETRIEVAL, ITEM_ENCODER)]
     assert {e.policy for e in entries} == {"latest"}
 
 
@@ -263,17 +261,13 @@ def test_saved_model_cli_shows_and_runs_both_exports_in_a_fresh_process(export, 
     )  # fmt: skip
     got_ids = np.load(tmp_path / "r" / "item_ids.npy", allow_pickle=True)
     assert got_ids.tolist() == expected["item_ids"].numpy().tolist()
-    np.testing.assert_allclose(
-        np.load(tmp_path / "r" / "scores.npy"), expected["scores"].numpy(), rtol=1e-5
-    )
+    np.testing.assert_allclose(np.load(tmp_path / "r" / "scores.npy"), expected["scores"].numpy(), rtol=1e-5)
     assert got_ids.shape == (2, 3)
     assert not {i.decode() for i in got_ids[0]} & set(export["histories"]["1"])
     embedding = np.load(tmp_path / "e" / "embedding.npy")
     expected = (
         tf.saved_model.load(encoder)
-        .signatures["serving_default"](text=tf.constant(["a movie", "space rocket adventure"]))[
-            "embedding"
-        ]
+        .signatures["serving_default"](text=tf.constant(["a movie", "space rocket adventure"]))["embedding"]
         .numpy()
     )
     assert embedding.shape == (2, _MODELS.TINY_HIDDEN)

@@ -100,9 +100,7 @@ def test_injected_unservable_ops_are_reported(retrieval_v1, tmp_path, op, catego
 def test_classic_tf_text_op_is_servable(retrieval_v1, tmp_path):
     path, _ = _with_extra_op(retrieval_v1, tmp_path / "t", "WordpieceTokenizeWithOffsets")
     result = check_servable(path)
-    assert (
-        next(u for u in result.ops if u.op == "WordpieceTokenizeWithOffsets").category == "tf_text"
-    )
+    assert next(u for u in result.ops if u.op == "WordpieceTokenizeWithOffsets").category == "tf_text"
 
 
 def test_classify_op_with_explicit_core_allowlist():
@@ -129,9 +127,7 @@ def _saved_model_cli(*args):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    return subprocess.run(
-        [cli, *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
+    return subprocess.run([cli, *args], capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 def test_saved_model_cli_show_lists_the_signature(retrieval_v1):

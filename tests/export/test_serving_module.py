@@ -19,10 +19,10 @@ from tfrec_llm.config import ModelConfig
 from tfrec_llm.data.catalog import build_catalog
 from tfrec_llm.data.splits import make_split
 from tfrec_llm.errors import ExportError
+from tfrec_llm.experiments.builders import build_two_tower
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.saved_model import write_saved_model
 from tfrec_llm.export.serving_module import RetrievalModule
-from tfrec_llm.experiments.builders import build_two_tower
 from tfrec_llm.models.scorer import TwoTowerScorer
 
 _LOADER = r"""
@@ -63,7 +63,11 @@ def _run_loader(path, requests):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(
         [sys.executable, "-c", _LOADER, path, json.dumps(requests)],
-        capture_output=True, text=True, env=env, cwd="/", timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -141,7 +145,9 @@ def test_export_is_atomic_and_versions_are_immutable(exported, tmp_path):
         raise ExportError("check failed on purpose")
 
     with pytest.raises(ExportError, match="on purpose"):
-        write_saved_model(module, {"serving_default": module.serve}, str(tmp_path), "retrieval", 2, failing_check)
+        write_saved_model(
+            module, {"serving_default": module.serve}, str(tmp_path), "retrieval", 2, failing_check
+        )
     assert sorted(os.listdir(tmp_path / "retrieval")) == ["1"]  # no version 2, no temp folder left
     with pytest.raises(ExportError, match="exists already"):
         write_saved_model(module, {"serving_default": module.serve}, str(tmp_path), "retrieval", version=1)

@@ -88,9 +88,7 @@ def test_warmup_requests_succeed_against_the_server(retrieval_v1, tmp_path, retr
     version_dir = tmp_path / "retrieval" / "1"
     shutil.copytree(retrieval_v1, version_dir)
     write_warmup_requests(version_dir, "retrieval", REQUESTS)
-    with LocalModelServer(
-        model_base_path=str(version_dir.parent), port=0, rest_port=None
-    ) as server:
+    with LocalModelServer(model_base_path=str(version_dir.parent), port=0, rest_port=None) as server:
         assert server.served_versions("retrieval") == (1,)  # the load replayed the file
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

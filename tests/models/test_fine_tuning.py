@@ -21,15 +21,15 @@ from tfrec_llm.config import (
 from tfrec_llm.data.catalog import build_catalog
 from tfrec_llm.data.splits import make_split
 from tfrec_llm.errors import ConfigError
+from tfrec_llm.evaluation.protocols import evaluate
 from tfrec_llm.experiments.builders import build_two_tower
+from tfrec_llm.experiments.prepare import item_texts, tokenize_item_texts
 from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.models.scorer import TwoTowerScorer
 from tfrec_llm.models.towers import ItemTower
 from tfrec_llm.text.bert_loader import load_bert
 from tfrec_llm.text.encoder import TextEncoder
 from tfrec_llm.text.tokenizer import load_tokenizer
-from tfrec_llm.experiments.prepare import item_texts, tokenize_item_texts
-from tfrec_llm.evaluation.protocols import evaluate
-from tfrec_llm.models.scorer import TwoTowerScorer
 from tfrec_llm.training.trainer import train_two_tower
 
 MAX_LENGTH = 32
@@ -72,16 +72,12 @@ def test_config_field_defaults_to_frozen_round_trips_and_is_validated(tmp_path):
     dump_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
     assert load_config(None, ["text.fine_tune_layers=-1"]).text.fine_tune_layers == -1
-    with pytest.raises(
-        ConfigError, match=r"text.fine_tune_layers=-2; expected -1 \(all\), 0 \(frozen\)"
-    ):
+    with pytest.raises(ConfigError, match=r"text.fine_tune_layers=-2; expected -1 \(all\), 0 \(frozen\)"):
         load_config(None, ["text.fine_tune_layers=-2"])
 
 
 def test_tokens_are_right_padded_in_graph_ids(dataset_factory, tiny_bert_dir):
-    _, _, texts, (ids, mask) = _prepared(
-        dataset_factory(num_users=4, num_items=4, per_user=3), tiny_bert_dir
-    )
+    _, _, texts, (ids, mask) = _prepared(dataset_factory(num_users=4, num_items=4, per_user=3), tiny_bert_dir)
     in_graph = load_tokenizer(tiny_bert_dir, max_length=MAX_LENGTH)(tf.constant(texts))
     assert ids.shape == mask.shape == (4, MAX_LENGTH) and ids.dtype == mask.dtype == np.int32
     for row, (want, want_mask) in enumerate(
@@ -117,9 +113,7 @@ def test_untrained_text_part_equals_the_frozen_encoder(dataset_factory, tiny_ber
     np.testing.assert_allclose(some, got[[3, 0, 3]], atol=1e-5)
 
 
-def test_train_two_tower_fine_tunes_only_the_top_layer_and_reloads(
-    dataset_factory, tiny_bert_dir, tmp_path
-):
+def test_train_two_tower_fine_tunes_only_the_top_layer_and_reloads(dataset_factory, tiny_bert_dir, tmp_path):
     dataset = dataset_factory()
     split, catalog, texts, tokens = _prepared(dataset, tiny_bert_dir)
     cfg = replace(
@@ -173,14 +167,10 @@ def test_train_two_tower_fine_tunes_only_the_top_layer_and_reloads(
     clone.candidate_embedding(tf.zeros([1], tf.int32))
     clone.query_embedding(tf.zeros([1], tf.int32), -tf.ones([1, MODEL.history_length], tf.int32))
     clone.load_weights(path)
-    np.testing.assert_allclose(
-        clone.all_candidate_embeddings(), model.all_candidate_embeddings(), atol=1e-5
-    )
+    np.testing.assert_allclose(clone.all_candidate_embeddings(), model.all_candidate_embeddings(), atol=1e-5)
 
 
-def test_export_item_encoder_serves_the_fine_tuned_weights(
-    dataset_factory, tiny_bert_dir, tmp_path
-):
+def test_export_item_encoder_serves_the_fine_tuned_weights(dataset_factory, tiny_bert_dir, tmp_path):
     from tfrec_llm.export.exporter import export_item_encoder
 
     dataset = dataset_factory(num_users=4, num_items=4, per_user=3)
@@ -190,9 +180,7 @@ def test_export_item_encoder_serves_the_fine_tuned_weights(
     encoder = model.item_tower.text_encoder
     top = encoder.bert.bert.encoder.layer[-1].weights[0]
     top.assign(top + 0.5)  # stands in for training
-    folder = export_item_encoder(
-        cfg, tiny_bert_dir, texts, str(tmp_path), version=1, encoder=encoder
-    )
+    folder = export_item_encoder(cfg, tiny_bert_dir, texts, str(tmp_path), version=1, encoder=encoder)
     served = (
         tf.saved_model.load(folder)
         .signatures["serving_default"](text=tf.constant(texts))["embedding"]
@@ -233,8 +221,6 @@ def test_missing_or_misshaped_token_tables_are_errors(tiny_dataset, tiny_bert_di
     with pytest.raises(
         ConfigError, match=r"token_ids shape \(2, 8\), expected \(2, 32\); fine_tune_layers=1"
     ):
-        tower.set_tables(
-            np.array([1, 0]), token_ids=np.zeros((2, 8)), attention_mask=np.zeros((2, 8))
-        )
+        tower.set_tables(np.array([1, 0]), token_ids=np.zeros((2, 8)), attention_mask=np.zeros((2, 8)))
     with pytest.raises(ConfigError, match=r"attention_mask shape None, expected \(2, 32\)"):
         tower.set_tables(np.array([1, 0]), token_ids=np.zeros((2, MAX_LENGTH)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import urllib.error
@@ -29,6 +30,7 @@ from tfrec_llm.export.warmup import write_warmup_requests
 from tfrec_llm.serving.local import LocalModelServer, list_version_folders
 
 ALIASES = ["exclude_item_ids", "k", "recent_item_ids", "user_id"]
+RPC_DEADLINE = 120  # seconds: generous, so a busy CI machine never turns an answer into DEADLINE_EXCEEDED
 
 
 def _stubs(server):
@@ -69,7 +71,7 @@ def test_metadata_over_grpc(server):
     with channel:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = "retrieval"
-        response = predictions.GetModelMetadata(request, timeout=10)
+        response = predictions.GetModelMetadata(request, timeout=RPC_DEADLINE)
     assert response.model_spec.name == "retrieval" and response.model_spec.version.value == 1
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signature_map)
@@ -88,7 +90,7 @@ def test_status_over_grpc(server):
     with channel:
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = "retrieval"
-        response = models.GetModelStatus(request, timeout=10)
+        response = models.GetModelStatus(request, timeout=RPC_DEADLINE)
     [status] = response.model_version_status
     assert (status.version, status.state, status.status.error_code) == (
         1,
@@ -108,7 +110,7 @@ def test_predict_equals_the_loaded_saved_model(server, model_base, retrieval_fix
     in_process = {k: v.numpy() for k, v in loaded.signatures["serving_default"](**inputs).items()}
     channel, predictions, _ = _stubs(server)
     with channel:
-        response = predictions.Predict(_request(**inputs), timeout=10)
+        response = predictions.Predict(_request(**inputs), timeout=RPC_DEADLINE)
     served = _outputs(response)
     assert response.model_spec.version.value == 1
     assert response.model_spec.signature_name == "serving_default"
@@ -130,7 +132,9 @@ def test_predict_equals_the_loaded_saved_model(server, model_base, retrieval_fix
 def test_predict_fills_missing_inputs_from_signature_defaults(server, retrieval_fixture):
     channel, predictions, _ = _stubs(server)
     with channel:
-        response = predictions.Predict(_request(user_id=_users("2"), signature="serving_default"), timeout=10)
+        response = predictions.Predict(
+            _request(user_id=_users("2"), signature="serving_default"), timeout=RPC_DEADLINE
+        )
     served = _outputs(response)
     ids, scores = retrieval_fixture.reference_recommend(["2"], 1)  # k=10 default, capped at 5
     assert served["item_ids"].shape == (1, 5)
@@ -143,7 +147,7 @@ def test_output_filter_returns_only_requested_outputs(server):
     request = _request(user_id=_users("1"))
     request.output_filter.append("scores")
     with channel:
-        response = predictions.Predict(request, timeout=10)
+        response = predictions.Predict(request, timeout=RPC_DEADLINE)
     assert list(response.outputs) == ["scores"]
 
 
@@ -228,22 +232,22 @@ def test_bad_requests_get_tf_serving_codes_and_the_server_keeps_serving(server):
     with channel:
         for name, build, code, pattern in BAD_REQUESTS:
             with pytest.raises(grpc.RpcError) as info:
-                predictions.Predict(build(), timeout=10)
+                predictions.Predict(build(), timeout=RPC_DEADLINE)
             assert info.value.code() == code, name
             assert info.value.details() is not None
-            import re
-
             assert re.search(pattern, info.value.details()), (name, info.value.details())
         bad_filter = _request(user_id=_users("1"))
         bad_filter.output_filter.append("nope")
         with pytest.raises(grpc.RpcError, match="output tensor alias not found in signature: nope"):
-            predictions.Predict(bad_filter, timeout=10)
+            predictions.Predict(bad_filter, timeout=RPC_DEADLINE)
         with pytest.raises(grpc.RpcError, match="must specify at least one metadata_field"):
-            predictions.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(), timeout=10)
+            predictions.GetModelMetadata(
+                get_model_metadata_pb2.GetModelMetadataRequest(), timeout=RPC_DEADLINE
+            )
         with pytest.raises(grpc.RpcError) as info:
-            predictions.Classify(classification_pb2.ClassificationRequest(), timeout=10)
+            predictions.Classify(classification_pb2.ClassificationRequest(), timeout=RPC_DEADLINE)
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        good = predictions.Predict(_request(user_id=_users("1")), timeout=10)
+        good = predictions.Predict(_request(user_id=_users("1")), timeout=RPC_DEADLINE)
     assert _outputs(good)["item_ids"].shape == (1, 5)
 
 
@@ -259,7 +263,7 @@ def test_hot_swap_answers_every_request_and_switches_to_the_new_version(
     def loop():
         while not stop.is_set():
             try:
-                response = predictions.Predict(_request(user_id=_users("1")), timeout=10)
+                response = predictions.Predict(_request(user_id=_users("1")), timeout=RPC_DEADLINE)
             except grpc.RpcError as exc:  # must never happen
                 with answered:
                     errors.append(exc)
@@ -289,7 +293,7 @@ def test_hot_swap_answers_every_request_and_switches_to_the_new_version(
             thread.join()
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = "retrieval"
-        status = models.GetModelStatus(request, timeout=10)
+        status = models.GetModelStatus(request, timeout=RPC_DEADLINE)
     assert errors == []
     versions = [v for v, _ in seen]
     assert versions[0] == 1 and versions[-1] == 2
@@ -333,8 +337,13 @@ def test_failed_warmup_keeps_the_old_version(server, model_base, retrieval_templ
     with channel:
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = "retrieval"
-        statuses = {s.version: s for s in models.GetModelStatus(request, timeout=10).model_version_status}
-        assert predictions.Predict(_request(user_id=_users("1")), timeout=10).model_spec.version.value == 1
+        statuses = {
+            s.version: s for s in models.GetModelStatus(request, timeout=RPC_DEADLINE).model_version_status
+        }
+        assert (
+            predictions.Predict(_request(user_id=_users("1")), timeout=RPC_DEADLINE).model_spec.version.value
+            == 1
+        )
     assert statuses[2].state == get_model_status_pb2.ModelVersionStatus.END
     assert "warmup request 0 failed: INVALID_ARGUMENT" in statuses[2].status.error_message
     assert statuses[1].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -366,7 +375,7 @@ def _http(server, path, body=None):
     data = None if body is None else json.dumps(body).encode()
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(urllib.request.Request(url, data=data), timeout=10) as response:
+        with opener.open(urllib.request.Request(url, data=data), timeout=RPC_DEADLINE) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())

@@ -86,9 +86,7 @@ def test_load_bert_from_tf_format_safetensors(tmp_path, tiny_reference, tiny_wei
         np.testing.assert_array_equal(loaded[name], value, err_msg=name)
 
 
-def test_load_bert_tolerates_a_missing_pooler(
-    tmp_path, tiny_model_dir, tiny_state_dict, tiny_weights
-):
+def test_load_bert_tolerates_a_missing_pooler(tmp_path, tiny_model_dir, tiny_state_dict, tiny_weights):
     folder = _copy(tiny_model_dir, str(tmp_path / "no_pooler"), skip=("model.safetensors",))
     state = {k: v for k, v in tiny_state_dict.items() if not k.startswith("pooler.")}
     safetensors.numpy.save_file(state, os.path.join(folder, "model.safetensors"))

@@ -23,9 +23,7 @@ class FakeEncoder:
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         self.calls.append(list(texts))
-        return np.array([self.vector(text) for text in texts], dtype=np.float32).reshape(
-            -1, self.dim
-        )
+        return np.array([self.vector(text) for text in texts], dtype=np.float32).reshape(-1, self.dim)
 
     def vector(self, text: str) -> list[float]:
         return ([float(len(text)), float(sum(map(ord, text))), 1.0] * self.dim)[: self.dim]
@@ -203,9 +201,7 @@ def test_minilm_cache_hits_return_identical_arrays_and_reencode_one_change(
         calls.append(len(texts))
         return encode_texts(minilm_encoder, texts)
 
-    key = (
-        f"{model_fingerprint(minilm_path)}-len{minilm_encoder.max_length}-{minilm_encoder.pooling}"
-    )
+    key = f"{model_fingerprint(minilm_path)}-len{minilm_encoder.max_length}-{minilm_encoder.pooling}"
     titles = ml100k_titles[:50]
     cache = EmbeddingCache(str(tmp_path))
     first = cache.get_or_encode(key, titles, encode, dim=minilm_encoder.hidden_size)
@@ -219,6 +215,4 @@ def test_minilm_cache_hits_return_identical_arrays_and_reencode_one_change(
     third = cache.get_or_encode(key, changed, encode, dim=minilm_encoder.hidden_size)
     assert cache.misses == 1 and calls == [50, 1]
     np.testing.assert_array_equal(np.delete(third, 7, axis=0), np.delete(first, 7, axis=0))
-    np.testing.assert_allclose(
-        third[7], encode_texts(minilm_encoder, ["Toy Story 2 (1999)"])[0], atol=1e-6
-    )
+    np.testing.assert_allclose(third[7], encode_texts(minilm_encoder, ["Toy Story 2 (1999)"])[0], atol=1e-6)

@@ -115,8 +115,7 @@ def test_get_config_holds_exactly_the_constructor_arguments(tiny_model_dir):
     )
     config = encoder.get_config()
     assert {
-        k: config[k]
-        for k in ("model_path", "max_length", "pooling", "normalize", "trainable_layers", "name")
+        k: config[k] for k in ("model_path", "max_length", "pooling", "normalize", "trainable_layers", "name")
     } == {
         "model_path": tiny_model_dir,
         "max_length": 12,
@@ -292,9 +291,7 @@ def test_minilm_equals_numpy_mean_pool_of_bert_last_hidden_state(minilm_encoder)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_minilm_encode_texts_equals_layer_call_including_empty_and_huge_texts(
-    minilm_encoder, ml100k_titles
-):
+def test_minilm_encode_texts_equals_layer_call_including_empty_and_huge_texts(minilm_encoder, ml100k_titles):
     words = ["toys", "spy", "life", "film", "story", "agent", "music", "war"]
     huge = " ".join(words[i % len(words)] for i in range(5000))
     texts = ml100k_titles[:40] + [

@@ -40,9 +40,7 @@ def test_tokenizer_ids_mask_and_padding_by_hand(tiny_model_dir, tiny_vocab):
         [v("[CLS]"), v("the"), v("spy"), v("[SEP]"), v("[PAD]")],
     ]
     np.testing.assert_array_equal(batch["input_ids"].numpy(), expected_ids)
-    np.testing.assert_array_equal(
-        batch["attention_mask"].numpy(), [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
-    )
+    np.testing.assert_array_equal(batch["attention_mask"].numpy(), [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
 
 
 def test_tokenizer_splits_unknown_words_into_wordpieces(tiny_model_dir, tiny_vocab):
@@ -64,23 +62,17 @@ def test_tokenizer_truncates_to_max_length_including_special_tokens(tiny_model_d
     ]
 
 
-def test_tokenizer_reads_tokenizer_json_when_vocab_txt_is_absent(
-    tmp_path, tiny_fast_dir, tiny_vocab
-):
+def test_tokenizer_reads_tokenizer_json_when_vocab_txt_is_absent(tmp_path, tiny_fast_dir, tiny_vocab):
     folder = str(tmp_path / "json_only")
     shutil.copytree(tiny_fast_dir, folder, ignore=shutil.ignore_patterns("vocab.txt"))
     tokenizer = load_tokenizer(folder)
     v = tiny_vocab.index
-    assert _ids(tokenizer, ["animated film"]) == [
-        [v("[CLS]"), v("animated"), v("film"), v("[SEP]")]
-    ]
+    assert _ids(tokenizer, ["animated film"]) == [[v("[CLS]"), v("animated"), v("film"), v("[SEP]")]]
 
 
 @pytest.mark.parametrize("max_length", [1, 513, 0, "64", 64.0, True])
 def test_tokenizer_rejects_invalid_max_length(tiny_model_dir, max_length):
-    with pytest.raises(
-        ConfigError, match=r"max_length=.* is invalid: expected an int in \[2, 512\]"
-    ):
+    with pytest.raises(ConfigError, match=r"max_length=.* is invalid: expected an int in \[2, 512\]"):
         load_tokenizer(tiny_model_dir, max_length=max_length)
 
 

@@ -20,11 +20,15 @@ from tfrec_llm.models.scorer import TwoTowerScorer
 from tfrec_llm.training.callbacks import FullRankingValidation
 from tfrec_llm.training.trainer import train_two_tower
 
-_TINY = dict(model__embedding_dim=16, model__history_length=5, train__batch_size=32, train__learning_rate=0.01)
+_TINY = dict(
+    model__embedding_dim=16, model__history_length=5, train__batch_size=32, train__learning_rate=0.01
+)
 
 
 def _tiny_cfg(**changes):
-    return replace(ExperimentConfig(), model__use_text=False, model__use_categories=False, **{**_TINY, **changes})
+    return replace(
+        ExperimentConfig(), model__use_text=False, model__use_categories=False, **{**_TINY, **changes}
+    )
 
 
 def _train(cfg, split, catalog, model_dir, **kwargs):

@@ -33,9 +33,7 @@ TINY_SPACE = (
 def write_tiny_csv(dataset, folder) -> dict[str, str]:
     """Writes the data set as interactions/items/users CSV files; returns the data section."""
     os.makedirs(folder, exist_ok=True)
-    paths = {
-        name: os.path.join(folder, f"{name}.csv") for name in ("interactions", "items", "users")
-    }
+    paths = {name: os.path.join(folder, f"{name}.csv") for name in ("interactions", "items", "users")}
     dataset.interactions.to_csv(paths["interactions"], index=False)
     dataset.items.to_csv(paths["items"], index=False)
     dataset.users.to_csv(paths["users"], index=False)
@@ -92,9 +90,7 @@ def start_cli():
     """
     processes: list[subprocess.Popen] = []
 
-    def start(
-        args: list[str], log_path: str, env: dict[str, str] | None = None
-    ) -> subprocess.Popen:
+    def start(args: list[str], log_path: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         full_env = dict(os.environ)
         full_env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})

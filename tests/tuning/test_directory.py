@@ -11,15 +11,9 @@ from tfrec_llm.tuning.directory import check_search_directory, claim_model_dir, 
 
 def test_restart_must_match_config_and_variant_except_max_trials(tiny_config, tmp_path):
     folder = str(tmp_path / "s")
-    check_search_directory(
-        folder, tiny_config, "id", overwrite=False, worker=False
-    )  # nothing there yet
+    check_search_directory(folder, tiny_config, "id", overwrite=False, worker=False)  # nothing there yet
     write_search_config(folder, tiny_config, "id")
-    assert (
-        (tmp_path / "s" / "search.yaml")
-        .read_text()
-        .startswith("# tfrec-llm tune: variant id\nname: ")
-    )
+    assert (tmp_path / "s" / "search.yaml").read_text().startswith("# tfrec-llm tune: variant id\nname: ")
     check_search_directory(folder, tiny_config, "id", overwrite=False, worker=False)
     check_search_directory(
         folder, replace(tiny_config, tune__max_trials=9), "id", overwrite=False, worker=False
@@ -44,9 +38,7 @@ def test_restart_must_match_config_and_variant_except_max_trials(tiny_config, tm
 
 def test_overwrite_refuses_a_folder_that_is_not_a_search(tiny_config, tmp_path):
     (tmp_path / "keep.txt").write_text("precious")
-    with pytest.raises(
-        ConfigError, match=r"is not empty and holds no search .* refusing to delete it"
-    ):
+    with pytest.raises(ConfigError, match=r"is not empty and holds no search .* refusing to delete it"):
         check_search_directory(str(tmp_path), tiny_config, "id", overwrite=True, worker=False)
     empty = tmp_path / "empty"
     empty.mkdir()

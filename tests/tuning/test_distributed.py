@@ -72,7 +72,5 @@ def test_server_on_a_busy_port_is_named(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(
-            ConfigError, match=rf"cannot listen on '127.0.0.1:{port}' .* is the port free\?"
-        ):
+        with pytest.raises(ConfigError, match=rf"cannot listen on '127.0.0.1:{port}' .* is the port free\?"):
             serve_oracle(_oracle(tmp_path, 1), f"127.0.0.1:{port}")

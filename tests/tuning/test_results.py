@@ -58,9 +58,7 @@ def _records():
             {"model.embedding_dim": 16, "train.learning_rate": 0.05},
             _metrics(0.5, 3.25, 0.0, 1.0),
         ),
-        _trial(
-            "3", "COMPLETED", {"model.embedding_dim": 8, "train.learning_rate": 0.03}, _metrics(0.5)
-        ),
+        _trial("3", "COMPLETED", {"model.embedding_dim": 8, "train.learning_rate": 0.03}, _metrics(0.5)),
     ]
     return trial_records(trials, OBJ)
 

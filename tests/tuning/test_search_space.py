@@ -66,18 +66,14 @@ def test_default_falls_back_to_keras_tuner_when_base_value_is_outside():
 
 def test_apply_values_sets_dotted_fields_and_skips_tuner_keys():
     cfg = _cfg(S("model.embedding_dim", "choice", values=("32", "64")))
-    out = apply_values(
-        cfg, {"model.embedding_dim": 32, "train.optimizer": "adagrad", "tuner/epochs": 3}
-    )
+    out = apply_values(cfg, {"model.embedding_dim": 32, "train.optimizer": "adagrad", "tuner/epochs": 3})
     assert (out.model.embedding_dim, out.train.optimizer) == (32, "adagrad")
     assert out.train.epochs == cfg.train.epochs
     assert cfg.model.embedding_dim == 64  # the input is not changed
 
 
 def test_apply_values_rejects_a_name_that_is_not_a_field():
-    with pytest.raises(
-        ConfigError, match=r"hyperparameter 'model.embeding_dim' is not a config field"
-    ):
+    with pytest.raises(ConfigError, match=r"hyperparameter 'model.embeding_dim' is not a config field"):
         apply_values(ExperimentConfig(), {"model.embeding_dim": 3})
 
 
@@ -163,14 +159,8 @@ def test_spec_summary():
         spec_summary(S("train.learning_rate", "float", min=0.0003, max=0.01, sampling="log"))
         == "float 0.0003..0.01 (log)"
     )
-    assert (
-        spec_summary(S("model.id_dropout", "float", min=0.0, max=0.5, step=0.1))
-        == "float 0..0.5 step 0.1"
-    )
-    assert (
-        spec_summary(S("train.optimizer", "choice", values=("adam", "adagrad")))
-        == "one of adam, adagrad"
-    )
+    assert spec_summary(S("model.id_dropout", "float", min=0.0, max=0.5, step=0.1)) == "float 0..0.5 step 0.1"
+    assert spec_summary(S("train.optimizer", "choice", values=("adam", "adagrad"))) == "one of adam, adagrad"
     assert spec_summary(S("model.use_ids", "bool")) == "true or false"
 
 

@@ -45,9 +45,7 @@ def _tune_args(config_file, directory, *extra):
 
 
 @pytest.mark.parametrize("algorithm", ["random", "hyperband", "bayesian"])
-def test_each_algorithm_runs_trials_and_best_yaml_trains(
-    algorithm, tiny_config_file, tmp_path, capsys
-):
+def test_each_algorithm_runs_trials_and_best_yaml_trains(algorithm, tiny_config_file, tmp_path, capsys):
     directory = tmp_path / algorithm
     extra = ["--algorithm", algorithm]
     if algorithm == "bayesian":
@@ -76,27 +74,19 @@ def test_each_algorithm_runs_trials_and_best_yaml_trains(
     if algorithm == "hyperband":
         assert {r["budget_epochs"] for r in rows} == {"1", "2"}
     if algorithm == "random":  # progress per trial
-        assert (
-            "Search: Running Trial #1" in out and "[tuner0] trial 1 done: valid/ndcg@10 = " in out
-        )
+        assert "Search: Running Trial #1" in out and "[tuner0] trial 1 done: valid/ndcg@10 = " in out
 
     best = load_config(directory / "best.yaml")
     best_row = next(r for r in rows if r["trial"] == best_id)
     assert str(best.model.embedding_dim) == best_row["model.embedding_dim"]
     assert best.train.learning_rate == pytest.approx(float(best_row["train.learning_rate"]))
-    assert (
-        main(["train", "--config", str(directory / "best.yaml"), "--variant", "id", "--quiet"]) == 0
-    )
-    with open(
-        os.path.join(best.train.model_dir, "loo", "id", "result.json"), encoding="utf-8"
-    ) as f:
+    assert main(["train", "--config", str(directory / "best.yaml"), "--variant", "id", "--quiet"]) == 0
+    with open(os.path.join(best.train.model_dir, "loo", "id", "result.json"), encoding="utf-8") as f:
         retrained = json.load(f)
     # Same config, same seed: `tfrec-llm train` reproduces the best trial.
     assert retrained["valid_metrics"]["ndcg@10"] == pytest.approx(scores[best_id], abs=1e-6)
     if algorithm == "random":
-        _check_retrain_compare_and_export(
-            tiny_config_file, tmp_path, directory, scores[best_id], capsys
-        )
+        _check_retrain_compare_and_export(tiny_config_file, tmp_path, directory, scores[best_id], capsys)
 
 
 def _check_retrain_compare_and_export(config_file, tmp_path, directory, best_score, capsys):
@@ -105,9 +95,7 @@ def _check_retrain_compare_and_export(config_file, tmp_path, directory, best_sco
     export_dir = tmp_path / "export"
     args = _tune_args(config_file, directory, "--algorithm", "random", "--quiet")
     capsys.readouterr()
-    assert (
-        main(args + ["--retrain-best", "--compare-default", "--export-dir", str(export_dir)]) == 0
-    )
+    assert main(args + ["--retrain-best", "--compare-default", "--export-dir", str(export_dir)]) == 0
     out = capsys.readouterr().out
     assert "resuming the search in" in out and "[tuner0] trial" not in out
     best_id = _best_trial_id(directory)
@@ -130,9 +118,7 @@ def _check_retrain_compare_and_export(config_file, tmp_path, directory, best_sco
     }
     assert valid[f"TwoTower-ID tuned (trial {best_id})"] == pytest.approx(best_score, abs=1e-6)
     versions = os.listdir(export_dir / "retrieval")
-    assert len(versions) == 1 and os.path.exists(
-        export_dir / "retrieval" / versions[0] / "saved_model.pb"
-    )
+    assert len(versions) == 1 and os.path.exists(export_dir / "retrieval" / versions[0] / "saved_model.pb")
 
 
 def test_bad_distributed_environment_is_named(tiny_config_file, tmp_path, monkeypatch, capsys):
@@ -168,9 +154,7 @@ def _completed_trial(directory, process, log_path, timeout=240.0):
     pytest.fail(f"no trial completed in {timeout} s:\n{Path(log_path).read_text()}")
 
 
-def test_killed_search_resumes_without_running_finished_trials_again(
-    tiny_config_file, tmp_path, start_cli
-):
+def test_killed_search_resumes_without_running_finished_trials_again(tiny_config_file, tmp_path, start_cli):
     directory = tmp_path / "s"
     args = _tune_args(tiny_config_file, directory, "--algorithm", "random", "--max-trials", "2")
     first = start_cli(args, str(tmp_path / "first.log"))
@@ -192,20 +176,14 @@ def test_killed_search_resumes_without_running_finished_trials_again(
     assert {p.name: p.stat().st_mtime_ns for p in finished.iterdir() if p.is_file()} == before
 
 
-def test_chief_and_two_workers_run_every_trial_once(
-    tiny_config_file, tmp_path, start_cli, free_port
-):
+def test_chief_and_two_workers_run_every_trial_once(tiny_config_file, tmp_path, start_cli, free_port):
     directory = tmp_path / "s"
     args = _tune_args(tiny_config_file, directory, "--algorithm", "random", "--max-trials", "3")
     env = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port)}
-    env.update(
-        {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    )  # 3 processes, 2 cores
+    env.update({"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"})  # 3 processes, 2 cores
     chief = start_cli(args, str(tmp_path / "chief.log"), {**env, "KERASTUNER_TUNER_ID": "chief"})
     workers = [
-        start_cli(
-            args, str(tmp_path / f"tuner{i}.log"), {**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}
-        )
+        start_cli(args, str(tmp_path / f"tuner{i}.log"), {**env, "KERASTUNER_TUNER_ID": f"tuner{i}"})
         for i in range(2)
     ]
     for i, worker in enumerate(workers):
@@ -215,9 +193,7 @@ def test_chief_and_two_workers_run_every_trial_once(
     runs = []
     for i in range(2):
         log = (tmp_path / f"tuner{i}.log").read_text()
-        assert (
-            "worker of the search" in log and "no trials left; the chief writes the results" in log
-        )
+        assert "worker of the search" in log and "no trials left; the chief writes the results" in log
         runs += [(f"tuner{i}", trial) for trial in re.findall(rf"\[tuner{i}\] trial (\d+):", log)]
     assert sorted(trial for _, trial in runs) == ["0", "1", "2"]  # every trial run, and only once
     rows = _rows(directory)

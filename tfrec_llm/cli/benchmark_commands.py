@@ -105,9 +105,7 @@ def benchmark_parser(name: str, folder: Path | None = None) -> argparse.Argument
         raise
     except Exception as err:
         raise ConfigError(f"could not load benchmarks/{name}.py: {err!r}") from err
-    parser = argparse.ArgumentParser(
-        prog=f"tfrec-llm benchmark {name}", description=BENCHMARKS[name]
-    )
+    parser = argparse.ArgumentParser(prog=f"tfrec-llm benchmark {name}", description=BENCHMARKS[name])
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
     )

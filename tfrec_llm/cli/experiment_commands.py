@@ -32,7 +32,9 @@ def add_subcommands(subparsers: Any) -> None:
     options.add_common(p)
     options.add_variant(p)
     options.add_protocol(p)
-    p.add_argument("--retrain", action="store_true", help="replace the finished model, if any, and train again")
+    p.add_argument(
+        "--retrain", action="store_true", help="replace the finished model, if any, and train again"
+    )
     p.set_defaults(handler=train)
 
     p = subparsers.add_parser(
@@ -117,7 +119,9 @@ def train(args: argparse.Namespace) -> int:
     protocol = args.protocol or exp.config.eval.protocol
     _, info = exp.train(args.variant, protocol, retrain=args.retrain)
     directory = run_dir(exp.config, protocol, args.variant)
-    print(f"{args.variant} model in {directory}: best epoch {info['best_epoch']}, valid {info['valid_metrics']}")
+    print(
+        f"{args.variant} model in {directory}: best epoch {info['best_epoch']}, valid {info['valid_metrics']}"
+    )
     return 0
 
 
@@ -191,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
     exported = exp.export("bert", args.export_dir)
     _print_export(exported)
 
-    print("== 3/4 serve: local TF Serving-compatible PredictionService on 127.0.0.1 (production: tensorflow/serving)")
+    print(
+        "== 3/4 serve: local TF Serving-compatible PredictionService on 127.0.0.1 (production: tensorflow/serving)"
+    )
     server = LocalModelServer.from_config_file(exported.models_config, grpc_port=0, rest_port=0)
     server.start()
     try:

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from tfrec_llm.cli import options
+
 __all__ = ["add_subcommands", "check_servable_command", "query_command", "serve_command"]
 
 _SERVE_EPILOG = """\
@@ -39,12 +41,6 @@ classic TF Text kernels), 1 otherwise (PyFunc, FastBert*/FastWordpiece*, Scann*,
 """
 
 
-def _verbosity(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
-    )
-
-
 def add_subcommands(subparsers: Any) -> None:
     """Registers ``serve``, ``query`` and ``check-servable`` on an argparse subparsers object.
 
@@ -62,9 +58,7 @@ def add_subcommands(subparsers: Any) -> None:
         formatter_class=fmt,
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--model-config", metavar="FILE", help="ModelServerConfig text proto (models.config)"
-    )
+    source.add_argument("--model-config", metavar="FILE", help="ModelServerConfig text proto (models.config)")
     source.add_argument(
         "--model-base-path",
         metavar="DIR",
@@ -76,12 +70,8 @@ def add_subcommands(subparsers: Any) -> None:
         help="model name with --model-base-path (default retrieval)",
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    p.add_argument(
-        "--port", type=int, default=8500, help="gRPC port (default 8500; 0 = any free port)"
-    )
-    p.add_argument(
-        "--rest-port", type=int, default=8501, help="REST port (default 8501; 0 = no REST API)"
-    )
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500; 0 = any free port)")
+    p.add_argument("--rest-port", type=int, default=8501, help="REST port (default 8501; 0 = no REST API)")
     p.add_argument(
         "--poll-interval",
         type=float,
@@ -89,7 +79,7 @@ def add_subcommands(subparsers: Any) -> None:
         metavar="SECONDS",
         help="seconds between scans for new versions (default 1)",
     )
-    _verbosity(p)
+    options.add_verbosity(p)
     p.set_defaults(handler=serve_command)
 
     p = subparsers.add_parser(
@@ -124,7 +114,7 @@ def add_subcommands(subparsers: Any) -> None:
         default=None,
         help="print item titles read from this data set",
     )
-    _verbosity(p)
+    options.add_verbosity(p)
     p.set_defaults(handler=query_command)
 
     p = subparsers.add_parser(
@@ -135,10 +125,8 @@ def add_subcommands(subparsers: Any) -> None:
         epilog=_CHECK_EPILOG,
         formatter_class=fmt,
     )
-    p.add_argument(
-        "version_dirs", nargs="+", metavar="VERSION_DIR", help="SavedModel version folder(s)"
-    )
-    _verbosity(p)
+    p.add_argument("version_dirs", nargs="+", metavar="VERSION_DIR", help="SavedModel version folder(s)")
+    options.add_verbosity(p)
     p.set_defaults(handler=check_servable_command)
 
 
@@ -200,9 +188,7 @@ def query_command(args: argparse.Namespace) -> int:
         from tfrec_llm.serving.rest_client import RestClient
 
         port = args.port or 8501
-        client: Any = RestClient(
-            f"http://{args.host}:{port}", args.model_name, timeout_s=args.timeout
-        )
+        client: Any = RestClient(f"http://{args.host}:{port}", args.model_name, timeout_s=args.timeout)
     else:
         from tfrec_llm.serving.grpc_client import GrpcClient
 

@@ -38,8 +38,7 @@ def add_subcommands(subparsers: Any) -> None:
     """
     p = subparsers.add_parser(
         "tune",
-        help="hyperparameter search over the two-tower model (KerasTuner; resumable, "
-        "distributable)",
+        help="hyperparameter search over the two-tower model (KerasTuner; resumable, distributable)",
         description="Search the `tune.space` of the config with KerasTuner. Each trial trains the "
         "two-tower model with early stopping on the VALID objective (full-ranking NDCG@10 by "
         "default) and keeps its best weights in DIR/trial_<id>/. Writes DIR/results.csv, "
@@ -67,9 +66,7 @@ def add_subcommands(subparsers: Any) -> None:
     )
     options.add_variant(p, "model variant of every trial")
     options.add_protocol(p, default_help="tune.protocol")
-    p.add_argument(
-        "--overwrite", action="store_true", help="delete the search in --directory and start over"
-    )
+    p.add_argument("--overwrite", action="store_true", help="delete the search in --directory and start over")
     p.add_argument(
         "--retrain-best",
         action="store_true",
@@ -98,9 +95,7 @@ def _oracle_address() -> str | None:
         return None
     if len(present) != len(_ENV):
         missing = sorted(set(_ENV) - set(present))
-        raise ConfigError(
-            f"distributed tuning needs {list(_ENV)}; {missing} not set (see docs/tuning.md)"
-        )
+        raise ConfigError(f"distributed tuning needs {list(_ENV)}; {missing} not set (see docs/tuning.md)")
     return f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
 
 
@@ -108,9 +103,7 @@ def _print_space(cfg: Any, directory: str, variant: str) -> None:
     from tfrec_llm.tuning.search_space import spec_summary
 
     tune = cfg.tune
-    trials = (
-        "budget from train.epochs" if tune.algorithm == "hyperband" else f"{tune.max_trials} trials"
-    )
+    trials = "budget from train.epochs" if tune.algorithm == "hyperband" else f"{tune.max_trials} trials"
     print(
         f"tune: {tune.algorithm}, {trials}, objective valid/{tune.objective} "
         f"(protocol {tune.protocol}), "
@@ -151,8 +144,7 @@ def tune_command(args: argparse.Namespace) -> int:
     prepared = None
     if is_distributed_chief():
         print(
-            f"chief: serving the oracle on {address}; start the workers with the same command "
-            "and directory"
+            f"chief: serving the oracle on {address}; start the workers with the same command and directory"
         )
         _print_space(cfg, tuner.search_dir, args.variant)
         tuner.search(verbose=verbose)
@@ -186,7 +178,10 @@ def tune_command(args: argparse.Namespace) -> int:
 
         best = Experiment(load_config(summary.best_config_path), verbose=options.keras_verbosity(args))
         result = best.export(args.variant, args.export_dir)
-        print(f"exported {result.retrieval}" + (f"\nexported {result.item_encoder}" if result.item_encoder else ""))
+        print(
+            f"exported {result.retrieval}"
+            + (f"\nexported {result.item_encoder}" if result.item_encoder else "")
+        )
     return 0
 
 
@@ -197,9 +192,7 @@ def _train(cfg: Any, prepared: Any, variant: str, verbose: int) -> Any:
     """
     from tfrec_llm.experiments import load_or_train, run_dir
 
-    model, info = load_or_train(
-        cfg, prepared, variant, if_stale="retrain", verbose=1 if verbose >= 2 else 0
-    )
+    model, info = load_or_train(cfg, prepared, variant, if_stale="retrain", verbose=1 if verbose >= 2 else 0)
     print(
         f"{variant} model in {run_dir(cfg, prepared.split.protocol, variant)}: best epoch "
         f"{info['best_epoch']}, epochs {info['epochs_run']}"
@@ -232,9 +225,7 @@ def _retrain_and_compare(
         )
     model = _train(best_cfg, prepared, variant, verbose)
     scorers.append(
-        TwoTowerScorer(
-            model, prepared.catalog, name=f"{name} tuned (trial {summary.best.trial_id})"
-        )
+        TwoTowerScorer(model, prepared.catalog, name=f"{name} tuned (trial {summary.best.trial_id})")
     )
     ks = tuple(sorted(set(cfg.eval.ks) | set(best_cfg.eval.ks)))
     records = timed_records(scorers, prepared.split, ks)

@@ -160,9 +160,7 @@ def _text_checks(cfg: Any) -> list[Check]:
 
 def _template_check(template: str) -> Check:
     """The item text template parses as ``str.format`` with named fields only."""
-    expected = (
-        "a str.format string with named item columns, e.g. '{title} ({year}). Genres: {genres}'"
-    )
+    expected = "a str.format string with named item columns, e.g. '{title} ({year}). Genres: {genres}'"
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as err:
@@ -223,9 +221,7 @@ def _model_checks(cfg: Any) -> list[Check]:
 def _train_checks(cfg: Any) -> list[Check]:
     train = cfg.train
     return [
-        _check(
-            bool(train.model_dir), "train.model_dir", train.model_dir, "a folder", "Name a folder."
-        ),
+        _check(bool(train.model_dir), "train.model_dir", train.model_dir, "a folder", "Name a folder."),
         _at_least("train.epochs", train.epochs, 1, "Early stopping usually ends sooner."),
         _check(
             train.batch_size > 1,
@@ -242,9 +238,7 @@ def _train_checks(cfg: Any) -> list[Check]:
             f"one of {OPTIMIZERS}",
             "Pick a supported optimizer.",
         ),
-        _at_least(
-            "train.patience", train.patience, 0, "0 stops at the first epoch that does not improve."
-        ),
+        _at_least("train.patience", train.patience, 0, "0 stops at the first epoch that does not improve."),
         _monitor_check(train.monitor, cfg.eval.ks),
         _at_least("train.seed", train.seed, 0, "Seeds must be non-negative."),
         _at_least("train.shuffle_buffer", train.shuffle_buffer, 1, "1 means no shuffling."),
@@ -306,4 +300,3 @@ def _export_checks(cfg: Any) -> list[Check]:
             "1 <= default_k <= max_k. Lower export.default_k or raise export.max_k.",
         ),
     ]
-

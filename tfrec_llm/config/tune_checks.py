@@ -97,8 +97,7 @@ def _spec_checks(cfg: ExperimentConfig, spec: HyperParameterSpec, where: str) ->
     if annotation is not expected:
         kind = getattr(annotation, "__name__", annotation)
         message = (
-            f"{where}: type={spec.type!r} but {spec.name} is {kind}; "
-            "use type 'choice' or the field's type"
+            f"{where}: type={spec.type!r} but {spec.name} is {kind}; use type 'choice' or the field's type"
         )
         return [(False, message)]
     if spec.type == "bool":
@@ -118,4 +117,3 @@ def _spec_checks(cfg: ExperimentConfig, spec: HyperParameterSpec, where: str) ->
             f"{where}: sampling={spec.sampling!r} needs min > 0; got min={spec.min}",
         ),
     ]
-

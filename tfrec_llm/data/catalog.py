@@ -111,7 +111,10 @@ def build_catalog(dataset: RecDataset, split: Split) -> Catalog:
     item_ids = np.asarray(split.item_ids, dtype=object)
     user_ids = sort_ids(
         np.concatenate(
-            [dataset.users[USER_ID].to_numpy(dtype=object), dataset.interactions[USER_ID].to_numpy(dtype=object)]
+            [
+                dataset.users[USER_ID].to_numpy(dtype=object),
+                dataset.interactions[USER_ID].to_numpy(dtype=object),
+            ]
         )
     )
     train = split.train

@@ -137,9 +137,7 @@ def sort_ids(ids: Iterable[str] | np.ndarray | pd.Series | pd.Index) -> np.ndarr
 
 def id_positions(ids: np.ndarray | pd.Series, ordered_ids: np.ndarray) -> np.ndarray:
     """Positions of ``ids`` in ``ordered_ids`` (``-1`` where absent), as ``int64 [n]``."""
-    codes, uniques = pd.factorize(
-        np.asarray(ids, dtype=object) if isinstance(ids, np.ndarray) else ids
-    )
+    codes, uniques = pd.factorize(np.asarray(ids, dtype=object) if isinstance(ids, np.ndarray) else ids)
     index = pd.Index(np.asarray(ordered_ids, dtype=object), dtype=object)
     found = index.get_indexer(np.asarray(uniques, dtype=object))
     return np.asarray(np.append(found, -1)[codes], dtype=np.int64)
@@ -172,8 +170,7 @@ def validate_frame(frame: pd.DataFrame, kind: FrameKind, source: str) -> None:
     """
     if kind not in ("interactions", "items", "users"):
         raise DataError(
-            f"validate_frame(kind={kind!r}) for {source}: expected 'interactions', 'items' "
-            "or 'users'."
+            f"validate_frame(kind={kind!r}) for {source}: expected 'interactions', 'items' or 'users'."
         )
     if not isinstance(frame, pd.DataFrame):
         raise _fail(source, kind, f"must be a pandas DataFrame, got {type(frame).__name__}.")

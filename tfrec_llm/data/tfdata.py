@@ -38,7 +38,9 @@ def causal_histories(users: np.ndarray, items: np.ndarray, history_length: int) 
     return out
 
 
-def training_examples(interactions: pd.DataFrame, catalog: Catalog, history_length: int) -> dict[str, np.ndarray]:
+def training_examples(
+    interactions: pd.DataFrame, catalog: Catalog, history_length: int
+) -> dict[str, np.ndarray]:
     """Builds the integer training arrays from interactions sorted by (user, time, tie_key).
 
     Args:

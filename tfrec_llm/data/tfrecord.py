@@ -114,9 +114,7 @@ def write_interaction_shards(
         "format": SCHEMA_FORMAT,
         "version": SCHEMA_VERSION,
         "num_rows": len(frame),
-        "columns": [
-            {"name": n, "dtype": k, "pandas_dtype": str(frame[n].dtype)} for n, k in kinds.items()
-        ],
+        "columns": [{"name": n, "dtype": k, "pandas_dtype": str(frame[n].dtype)} for n, k in kinds.items()],
         "shards": [os.path.basename(p) for p in paths],
     }
 

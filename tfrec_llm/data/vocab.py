@@ -83,9 +83,7 @@ class Vocabulary:
         Raises:
             DataError: If an id is unknown and ``num_oov_buckets`` is 0.
         """
-        values = np.asarray(
-            ids if isinstance(ids, (np.ndarray, pd.Series)) else list(ids), dtype=object
-        )
+        values = np.asarray(ids if isinstance(ids, (np.ndarray, pd.Series)) else list(ids), dtype=object)
         positions = id_positions(values, self.ids)
         out = positions + self.num_oov_buckets
         unknown = np.flatnonzero(positions < 0)

@@ -81,8 +81,7 @@ def rank_targets(
     n_users, n_cand = scores.shape
     if priority.shape != (n_cand,):
         raise DataError(
-            f"priority must have shape ({n_cand},) (one entry per candidate column), "
-            f"got {priority.shape}."
+            f"priority must have shape ({n_cand},) (one entry per candidate column), got {priority.shape}."
         )
     if np.unique(priority).size != n_cand:
         raise DataError(
@@ -221,8 +220,7 @@ def _counts(ranks: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ranks = np.asarray(ranks)
     if ranks.ndim != 2:
         raise DataError(
-            f"ranks must be 2-D [n_users, max_targets] as returned by rank_targets, "
-            f"got shape {ranks.shape}."
+            f"ranks must be 2-D [n_users, max_targets] as returned by rank_targets, got shape {ranks.shape}."
         )
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise DataError(f"k must be a positive integer, got {k!r}.")

@@ -110,9 +110,7 @@ def evaluate(
     else:
         cand_items = _lookup(index, np.asarray(task.candidate_ids), task, "candidate", None)
         if np.unique(cand_items).size != cand_items.size:
-            raise DataError(
-                f"task {task.name!r}: candidate_ids repeats an id; give each candidate once."
-            )
+            raise DataError(f"task {task.name!r}: candidate_ids repeats an id; give each candidate once.")
         col_of_item = np.full(n_items, -1)
         col_of_item[cand_items] = np.arange(cand_items.size)
         priority = tie_priority(n_items)[cand_items]
@@ -127,9 +125,7 @@ def evaluate(
         )
         if cand_items is not None:
             scores = scores[:, cand_items]
-        target_mask = _mask(
-            task.targets[start:stop], batch_users, index, col_of_item, n_cand, task, "target"
-        )
+        target_mask = _mask(task.targets[start:stop], batch_users, index, col_of_item, n_cand, task, "target")
         exclude_mask = _mask(
             task.exclude[start:stop], batch_users, index, col_of_item, n_cand, task, "exclude"
         )
@@ -173,9 +169,7 @@ def evaluate_all(
     """
     for task_name in tasks:
         if task_name not in TASK_NAMES:
-            raise ConfigError(
-                f"tasks: unknown task {task_name!r}; expected names from {TASK_NAMES}."
-            )
+            raise ConfigError(f"tasks: unknown task {task_name!r}; expected names from {TASK_NAMES}.")
     names = [_scorer_name(scorer) for scorer in scorers]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -206,9 +200,7 @@ def evaluate_all(
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     """Validates the cut-offs and returns them as a tuple of ints."""
     ks_tuple = tuple(ks)
-    bad = [
-        k for k in ks_tuple if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1
-    ]
+    bad = [k for k in ks_tuple if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1]
     if not ks_tuple or bad:
         raise ConfigError(
             f"ks must be a non-empty sequence of positive integers, got {ks!r}; e.g. ks=(10, 50)."
@@ -326,9 +318,7 @@ def _checked_scores(raw: Any, name: str, batch_users: np.ndarray, n_items: int) 
             "([batch users, items of split.item_ids])."
         )
     if not (np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)):
-        raise DataError(
-            f"scorer {name!r} returned scores of dtype {scores.dtype}; expected float scores."
-        )
+        raise DataError(f"scorer {name!r} returned scores of dtype {scores.dtype}; expected float scores.")
     if np.issubdtype(scores.dtype, np.floating):
         nan_rows = np.isnan(scores).any(axis=1)
         if nan_rows.any():

@@ -113,9 +113,7 @@ def write_json(records: Iterable[Mapping[str, Any]], path: str | os.PathLike[str
     checked = [_check_record(record, i) for i, record in enumerate(records)]
     for i, record in enumerate(checked):
         if not math.isfinite(record["value"]):
-            raise DataError(
-                f"record {i} has value {record['value']}; JSON results must be finite numbers."
-            )
+            raise DataError(f"record {i} has value {record['value']}; JSON results must be finite numbers.")
     atomic_io.write_json(path, checked, indent=2, allow_nan=False)
 
 
@@ -151,18 +149,14 @@ def _check_record(record: Any, position: int) -> dict[str, Any]:
         raise DataError(f"record {position} is a {type(record).__name__}, expected a mapping.")
     missing = [key for key in RECORD_KEYS if key not in record]
     if missing:
-        raise DataError(
-            f"record {position} lacks keys {missing}; every record needs {list(RECORD_KEYS)}."
-        )
+        raise DataError(f"record {position} lacks keys {missing}; every record needs {list(RECORD_KEYS)}.")
     k = record["k"]
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise DataError(f"record {position} has k={k!r}; expected a positive integer.")
     value = record["value"]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise DataError(f"record {position} has value={value!r}; expected a number.")
-    out: dict[str, Any] = {
-        key: str(record[key]) for key in ("model", "protocol", "split", "metric")
-    }
+    out: dict[str, Any] = {key: str(record[key]) for key in ("model", "protocol", "split", "metric")}
     out["k"] = int(k)
     out["value"] = float(value)
     return out

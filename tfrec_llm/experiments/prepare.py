@@ -94,7 +94,9 @@ def text_model_path(cfg: TextConfig) -> str:
     return cfg.model_path or default_model_path()
 
 
-def encode_item_texts(cfg: TextConfig, texts: list[str], cache_dir: str, show_progress: bool = True) -> np.ndarray:
+def encode_item_texts(
+    cfg: TextConfig, texts: list[str], cache_dir: str, show_progress: bool = True
+) -> np.ndarray:
     """BERT embeddings of ``texts``, from the on-disk cache when possible.
 
     The cache is keyed by the model fingerprint, pooling and max length, and by each text's
@@ -133,9 +135,7 @@ def tokenize_item_texts(cfg: TextConfig, texts: Sequence[str]) -> tuple[np.ndarr
     path = text_model_path(cfg)
     tokenizer = load_tokenizer(path, max_length=cfg.max_length)
     # _tokenize reads only these attributes of an encoder; building the BERT is not needed.
-    settings = types.SimpleNamespace(
-        model_path=path, max_length=cfg.max_length, tokenizer=tokenizer
-    )
+    settings = types.SimpleNamespace(model_path=path, max_length=cfg.max_length, tokenizer=tokenizer)
     rows = _tokenize(cast(TextEncoder, settings), list(texts))
     token_ids = np.full((len(rows), cfg.max_length), int(tokenizer.pad_token_id), np.int32)
     attention_mask = np.zeros((len(rows), cfg.max_length), np.int32)
@@ -145,7 +145,12 @@ def tokenize_item_texts(cfg: TextConfig, texts: Sequence[str]) -> tuple[np.ndarr
     return token_ids, attention_mask
 
 
-def prepare(cfg: ExperimentConfig, protocol: str | None = None, with_text: bool = True, dataset: RecDataset | None = None) -> Prepared:
+def prepare(
+    cfg: ExperimentConfig,
+    protocol: str | None = None,
+    with_text: bool = True,
+    dataset: RecDataset | None = None,
+) -> Prepared:
     """Loads the data, splits it under ``protocol`` and computes the item text embeddings.
 
     With ``cfg.text.fine_tune_layers != 0`` it also tokenizes the item texts (``text_tokens``).

@@ -92,9 +92,7 @@ def _text_inputs(
     if not vcfg.model.use_text:
         return None, None
     if prepared.text_embeddings is None:
-        raise ConfigError(
-            f"variant {variant!r} needs text embeddings; call prepare(..., with_text=True)"
-        )
+        raise ConfigError(f"variant {variant!r} needs text embeddings; call prepare(..., with_text=True)")
     if vcfg.text.fine_tune_layers == 0:
         return prepared.text_embeddings, None
     if prepared.text_tokens is None:
@@ -152,9 +150,7 @@ def train_variant(
             epochs=result.best_epoch + 1,
             verbose=verbose,
         )
-        result = dataclasses.replace(
-            refit, best_epoch=result.best_epoch, valid_metrics=result.valid_metrics
-        )
+        result = dataclasses.replace(refit, best_epoch=result.best_epoch, valid_metrics=result.valid_metrics)
     return result
 
 

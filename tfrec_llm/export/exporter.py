@@ -63,7 +63,12 @@ def export_retrieval(
         {"user_id": np.array([b"unknown-user"]), "k": np.array(5, np.int32)},
     ]
     return write_saved_model(
-        module, {"serving_default": module.serve}, export_dir, RETRIEVAL, version, _publish_check(RETRIEVAL, warmup)
+        module,
+        {"serving_default": module.serve},
+        export_dir,
+        RETRIEVAL,
+        version,
+        _publish_check(RETRIEVAL, warmup),
     )
 
 
@@ -114,7 +119,10 @@ def export_all(
     so that item_encoder serves the fine-tuned weights.
     """
     if version is None:
-        version = max(next_version(os.path.join(export_dir, RETRIEVAL)), next_version(os.path.join(export_dir, ITEM_ENCODER)))
+        version = max(
+            next_version(os.path.join(export_dir, RETRIEVAL)),
+            next_version(os.path.join(export_dir, ITEM_ENCODER)),
+        )
     retrieval = export_retrieval(cfg, model, catalog, histories, export_dir, version)
     encoder = None
     if text_model_path or text_encoder is not None:

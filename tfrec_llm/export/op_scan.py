@@ -120,8 +120,7 @@ _REASONS = {
     "interpreter: rewrite the computation with TensorFlow ops",
     "fast_text": "fast TF Text tokenizer op, not registered by tensorflow_model_server "
     "(tensorflow/serving#2064): use the classic tokenizer (use_fast_bert_tokenizer=False)",
-    "scann": "ScaNN op, not in TF Serving: export a BruteForce index or run the ANN index "
-    "outside the graph",
+    "scann": "ScaNN op, not in TF Serving: export a BruteForce index or run the ANN index outside the graph",
     "tf_text_unverified": "TF Text op not verified in the stock server: use a classic TF Text "
     "op or check the tensorflow/serving image by hand",
     "unknown": "not registered by core TensorFlow or TF Text (custom op library?): the stock "
@@ -177,9 +176,7 @@ class ScanResult:
         widths = [max(len(r[i]) for r in [header, *lines]) for i in range(3)]
         out = []
         for r in [header, *lines]:
-            out.append(
-                f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip()
-            )
+            out.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip())
         return "\n".join(out)
 
 
@@ -246,9 +243,7 @@ def _read_saved_model(path: str) -> Any:  # a saved_model_pb2.SavedModel
     return model
 
 
-def scan_saved_model(
-    path: str | os.PathLike[str], core_ops: Iterable[str] | None = None
-) -> ScanResult:
+def scan_saved_model(path: str | os.PathLike[str], core_ops: Iterable[str] | None = None) -> ScanResult:
     """Lists and classifies every op type in a SavedModel.
 
     Args:
@@ -290,9 +285,7 @@ def scan_saved_model(
     )
 
 
-def check_servable(
-    path: str | os.PathLike[str], core_ops: Iterable[str] | None = None
-) -> ScanResult:
+def check_servable(path: str | os.PathLike[str], core_ops: Iterable[str] | None = None) -> ScanResult:
     """Scans a SavedModel and raises unless stock TF Serving can run every op.
 
     Args:

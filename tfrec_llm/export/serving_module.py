@@ -90,8 +90,12 @@ class RetrievalModule(tf.Module):
                 recent[row, -len(tail) :] = tail
         self.recent_table = tf.Variable(recent, trainable=False, name="recent_items")
         lengths = np.array([len(r) for r in user_rows], np.int64)
-        self.seen_values = tf.Variable(np.concatenate(user_rows).astype(np.int32), trainable=False, name="seen_values")
-        self.seen_splits = tf.Variable(np.concatenate([[0], np.cumsum(lengths)]), trainable=False, name="seen_splits")
+        self.seen_values = tf.Variable(
+            np.concatenate(user_rows).astype(np.int32), trainable=False, name="seen_values"
+        )
+        self.seen_splits = tf.Variable(
+            np.concatenate([[0], np.cumsum(lengths)]), trainable=False, name="seen_splits"
+        )
 
         default_k_tensor = tf.constant(default_k, tf.int32)
 
@@ -124,7 +128,9 @@ class RetrievalModule(tf.Module):
         idx = self.item_table.lookup(ids)
         return tf.cond(tf.equal(rows, 0), lambda: tf.fill([batch, 0], -1), lambda: idx)
 
-    def _recommend(self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _recommend(
+        self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
         batch = tf.shape(user_id)[0]
         num_items = tf.shape(self.candidates)[0]
         users = self.user_table.lookup(user_id)
@@ -134,7 +140,11 @@ class RetrievalModule(tf.Module):
         history = tf.concat([tf.gather(self.recent_table, users), recent], axis=1)[:, -self.history_length :]
         mask = history >= 0
         query = self.query_tower(
-            {"user": users, "history": tf.gather(self.candidates, tf.maximum(history, 0)), "history_mask": mask}
+            {
+                "user": users,
+                "history": tf.gather(self.candidates, tf.maximum(history, 0)),
+                "history_mask": mask,
+            }
         )
         scores = tf.matmul(query, self.candidates, transpose_b=True)
         fallback = tf.logical_and(users >= self.num_users, tf.logical_not(tf.reduce_any(mask, axis=1)))
@@ -143,7 +153,9 @@ class RetrievalModule(tf.Module):
 
         seen = tf.RaggedTensor.from_row_splits(self.seen_values, self.seen_splits)
         seen_rows = tf.gather(seen, users)
-        excluded = tf.concat([seen_rows, tf.RaggedTensor.from_tensor(tf.concat([recent, exclude], axis=1))], axis=1)
+        excluded = tf.concat(
+            [seen_rows, tf.RaggedTensor.from_tensor(tf.concat([recent, exclude], axis=1))], axis=1
+        )
         row_ids = tf.cast(excluded.value_rowids(), tf.int32)
         cols = excluded.flat_values
         valid = cols >= 0

@@ -86,9 +86,7 @@ def write_warmup_requests(
 
     version_dir = os.fspath(version_dir)
     if not os.path.isdir(version_dir):
-        raise ExportError(
-            f"version_dir={version_dir!r} does not exist; export the SavedModel first."
-        )
+        raise ExportError(f"version_dir={version_dir!r} does not exist; export the SavedModel first.")
     if not requests or len(requests) > MAX_WARMUP_RECORDS:
         raise ExportError(
             f"requests has {len(requests)} entries; TF Serving replays 1 to "
@@ -100,17 +98,14 @@ def write_warmup_requests(
         for i, inputs in enumerate(requests):
             if not inputs:
                 raise ExportError(
-                    f"requests[{i}] has no inputs; give at least the required inputs "
-                    "(e.g. user_id)."
+                    f"requests[{i}] has no inputs; give at least the required inputs (e.g. user_id)."
                 )
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model_name
             request.model_spec.signature_name = signature_name
             for alias, value in inputs.items():
                 request.inputs[alias].CopyFrom(to_tensor_proto(value))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)
-            )
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
     return path
 

@@ -24,7 +24,9 @@ class TwoTowerScorer:
         batch_size: Users per query-tower call.
     """
 
-    def __init__(self, model: TwoTowerModel, catalog: Catalog, name: str = "TwoTower", batch_size: int = 1024) -> None:
+    def __init__(
+        self, model: TwoTowerModel, catalog: Catalog, name: str = "TwoTower", batch_size: int = 1024
+    ) -> None:
         self.name = name
         self.model = model
         self.catalog = catalog

@@ -91,8 +91,7 @@ def _weights_file(model_path: str) -> str:
                 "model.safetensors (safetensors.torch.save_file) on a machine with PyTorch."
             )
         raise ConfigError(
-            f"model_path={model_path!r} lacks {' and '.join(lacking)}; it holds "
-            f"{sorted(present)}.{hint}"
+            f"model_path={model_path!r} lacks {' and '.join(lacking)}; it holds {sorted(present)}.{hint}"
         )
     return os.path.join(model_path, weights[0])
 
@@ -133,8 +132,7 @@ def load_bert(model_path: str) -> transformers.TFBertModel:
             )
         except (OSError, ValueError) as err:
             raise ConfigError(
-                f"Could not load the TF weights {weights_path!r} with the config in "
-                f"{model_path!r}: {err}"
+                f"Could not load the TF weights {weights_path!r} with the config in {model_path!r}: {err}"
             ) from err
 
     config = BertConfig.from_pretrained(model_path, local_files_only=True)
@@ -196,9 +194,7 @@ def model_fingerprint(model_path: str) -> str:
         try:
             config = json.load(handle)
         except json.JSONDecodeError as err:
-            raise ConfigError(
-                f"{os.path.join(model_path, CONFIG_FILE)!r} is not valid JSON: {err}"
-            ) from err
+            raise ConfigError(f"{os.path.join(model_path, CONFIG_FILE)!r} is not valid JSON: {err}") from err
     digest.update(json.dumps(config, sort_keys=True).encode())
     vocab_path = os.path.join(model_path, VOCAB_FILE)
     if os.path.isfile(vocab_path):

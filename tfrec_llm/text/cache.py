@@ -92,9 +92,7 @@ class EmbeddingCache:
         texts = list(texts)
         for position, text in enumerate(texts):
             if not isinstance(text, str):
-                raise DataError(
-                    f"texts[{position}] is {type(text).__name__} {text!r}, expected str."
-                )
+                raise DataError(f"texts[{position}] is {type(text).__name__} {text!r}, expected str.")
         keys = [text_hash(text) for text in texts]
         path = self.path_for(model_key)
         cached_keys, cached_vectors = self._load(path, model_key)

@@ -107,8 +107,7 @@ def render_texts(frame: pd.DataFrame, template: str, multi_value_sep: str = "|")
             "column."
         )
     columns = {
-        field: [_render_value(value, multi_value_sep) for value in frame[field].tolist()]
-        for field in fields
+        field: [_render_value(value, multi_value_sep) for value in frame[field].tolist()] for field in fields
     }
     texts = []
     for row in range(len(frame)):

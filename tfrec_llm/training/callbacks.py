@@ -35,7 +35,13 @@ class FullRankingValidation(keras.callbacks.Callback):
         patience: Epochs without improvement before stopping.
     """
 
-    def __init__(self, evaluate_fn: Callable[[], dict[str, float]], directory: str, monitor: str = "ndcg@10", patience: int = 3) -> None:
+    def __init__(
+        self,
+        evaluate_fn: Callable[[], dict[str, float]],
+        directory: str,
+        monitor: str = "ndcg@10",
+        patience: int = 3,
+    ) -> None:
         super().__init__()
         self.evaluate_fn = evaluate_fn
         self.directory = directory
@@ -75,7 +81,9 @@ class FullRankingValidation(keras.callbacks.Callback):
         if self.monitor not in metrics:
             raise KeyError(f"monitor={self.monitor!r} is not among the validation metrics {sorted(metrics)}")
         previous_best = self.best
-        self.history.append({"epoch": epoch, "loss": float((logs or {}).get("loss", float("nan"))), "metrics": metrics})
+        self.history.append(
+            {"epoch": epoch, "loss": float((logs or {}).get("loss", float("nan"))), "metrics": metrics}
+        )
         if previous_best is None or metrics[self.monitor] > previous_best["metrics"][self.monitor]:
             with atomic_path(self.weights_path) as tmp:
                 self.model.save_weights(tmp)
@@ -87,5 +95,7 @@ class FullRankingValidation(keras.callbacks.Callback):
         best = self.best
         assert best is not None
         if epoch - best["epoch"] >= self.patience:
-            logger.info("early stopping: valid/%s has not improved for %d epochs", self.monitor, self.patience)
+            logger.info(
+                "early stopping: valid/%s has not improved for %d epochs", self.monitor, self.patience
+            )
             self.model.stop_training = True

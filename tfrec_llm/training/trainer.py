@@ -142,4 +142,6 @@ def train_two_tower(
         epochs_run = int(validation.history[-1]["epoch"]) + 1
     else:
         epochs_run = len(history.epoch)
-    return TrainResult(model, best_epoch, valid_metrics, epochs_run, len(history.epoch), time.perf_counter() - start)
+    return TrainResult(
+        model, best_epoch, valid_metrics, epochs_run, len(history.epoch), time.perf_counter() - start
+    )

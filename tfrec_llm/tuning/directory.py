@@ -37,8 +37,7 @@ def check_search_directory(
     """
     if overwrite and worker:
         raise ConfigError(
-            "overwrite on a worker would delete the chief's search; restart the chief with it "
-            "instead"
+            "overwrite on a worker would delete the chief's search; restart the chief with it instead"
         )
     path = os.path.join(search_dir, SEARCH_CONFIG)
     non_empty = os.path.isdir(search_dir) and bool(os.listdir(search_dir))

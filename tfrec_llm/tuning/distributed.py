@@ -50,8 +50,7 @@ def serve_oracle(oracle: keras_tuner.Oracle, address: str, poll_seconds: float =
         port = 0
     if port == 0:
         raise ConfigError(
-            f"cannot listen on {address!r} (KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT); "
-            "is the port free?"
+            f"cannot listen on {address!r} (KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT); is the port free?"
         )
     server.start()
     try:

@@ -58,9 +58,7 @@ def _metric(trial: Any, name: str) -> float | None:
     if not trial.metrics.exists(name):
         return None
     value = trial.metrics.get_best_value(name)
-    return (
-        None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-    )
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def trial_records(trials: Iterable[Any], objective: str) -> list[TrialRecord]:
@@ -182,9 +180,7 @@ def write_markdown(
     write_text(path, f"# {title}\n\n{markdown_table(records, names, objective)}\n\n{footer}\n")
 
 
-def write_best_config(
-    cfg: ExperimentConfig, path: str | os.PathLike[str], header: Sequence[str]
-) -> None:
+def write_best_config(cfg: ExperimentConfig, path: str | os.PathLike[str], header: Sequence[str]) -> None:
     """Writes ``cfg`` as YAML under ``header`` lines as comments (``load_config`` reads it)."""
     comments = "".join(f"# {line}\n" for line in header)
     write_text(path, comments + dump_config(cfg))

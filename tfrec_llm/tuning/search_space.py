@@ -120,9 +120,7 @@ def apply_values(cfg: ExperimentConfig, values: Mapping[str, Any]) -> Experiment
             continue
         section, _, field = name.partition(".")
         if section not in tree or not isinstance(tree[section], dict) or field not in tree[section]:
-            raise ConfigError(
-                f"hyperparameter {name!r} is not a config field; expected <section>.<field>"
-            )
+            raise ConfigError(f"hyperparameter {name!r} is not a config field; expected <section>.<field>")
         tree[section][field] = value
     return config_from_dict(tree)
 

@@ -1,6 +1,5 @@
 """Tests for tfrec_llm.data.readers.movielens (RecBole ML-100K, GroupLens ML-100K, ML-1M)."""
 
-import importlib.util
 import os
 
 import numpy as np
@@ -13,8 +12,6 @@ from tfrec_llm.data.readers import (
     read_movielens_raw,
 )
 from tfrec_llm.errors import DataError
-
-
 
 # ----------------------------------------------------------------------------- real RecBole copy
 

@@ -149,9 +149,7 @@ def test_unparsable_timestamp(tmp_path):
 
 
 def test_unparsable_rating_and_empty_id(tmp_path):
-    inter = _write(
-        tmp_path / "r.csv", "user_id,item_id,timestamp,rating\n1,10,1,4\n ,10,2,3\n1,11,3,five\n"
-    )
+    inter = _write(tmp_path / "r.csv", "user_id,item_id,timestamp,rating\n1,10,1,4\n ,10,2,3\n1,11,3,five\n")
     with pytest.raises(DataError, match=r"r\.csv, line 3, column 'user_id': empty id"):
         read_tabular(inter)
     ds = read_tabular(inter, strict=False)
@@ -222,10 +220,7 @@ def test_reads_jsonl_and_reports_bad_lines(tmp_path):
         read_tabular(inter, columns=mapping)
     ds = read_tabular(inter, columns=mapping, strict=False)
     assert dict(ds.report.counts) == {"malformed_row": 2, "bad_rating": 1}
-    assert (
-        "line 3: malformed row: a JSON list, not an object"
-        in ds.report.examples["malformed_row"][1]
-    )
+    assert "line 3: malformed row: a JSON list, not an object" in ds.report.examples["malformed_row"][1]
     assert ds.interactions.to_dict("list") == {
         "user_id": ["1"],
         "item_id": ["10"],

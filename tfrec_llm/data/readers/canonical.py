@@ -31,9 +31,7 @@ def check_ids(table: RawTable, names: Sequence[str], log: IssueLog) -> None:
     for name in names:
         table.frame[name] = table.frame[name].str.strip()
         bad = (table.frame[name] == "").to_numpy()
-        log.add(
-            "empty_id", table, name, table.frame.loc[bad], table.frame.loc[bad, name], "empty id"
-        )
+        log.add("empty_id", table, name, table.frame.loc[bad], table.frame.loc[bad, name], "empty id")
         drop_rows(table, bad)
 
 
@@ -79,8 +77,7 @@ def convert_interactions(table: RawTable, log: IssueLog, timestamp_unit: str) ->
         TIMESTAMP,
         table.frame.loc[bad],
         table.frame.loc[bad, TIMESTAMP],
-        f"unparsable timestamp {{value!r}}; expected unix time in {timestamp_unit!r} or "
-        "an ISO-8601 date",
+        f"unparsable timestamp {{value!r}}; expected unix time in {timestamp_unit!r} or an ISO-8601 date",
     )
     table.frame[TIMESTAMP] = seconds
     drop_rows(table, bad)
@@ -98,9 +95,7 @@ def convert_interactions(table: RawTable, log: IssueLog, timestamp_unit: str) ->
         table.frame[RATING] = rating.to_numpy(dtype=np.float64)
         drop_rows(table, bad)
     keep = [
-        c
-        for c in (USER_ID, ITEM_ID, TIMESTAMP, *schema.INTERACTION_OPTIONAL)
-        if c in table.frame.columns
+        c for c in (USER_ID, ITEM_ID, TIMESTAMP, *schema.INTERACTION_OPTIONAL) if c in table.frame.columns
     ]
     frame = table.frame[[*keep, LOC]].copy()
     frame[TIMESTAMP] = frame[TIMESTAMP].astype(np.int64)
@@ -153,9 +148,7 @@ def build_dataset(
             f"{sorted(TIMESTAMP_UNITS)} (ISO-8601 strings are always accepted)."
         )
     item_fields = list(dict.fromkeys([*item_text_fields, *item_categorical_fields]))
-    user_fields = list(
-        dict.fromkeys([*user_profile_fields, *([user_text_field] if user_text_field else [])])
-    )
+    user_fields = list(dict.fromkeys([*user_profile_fields, *([user_text_field] if user_text_field else [])]))
     require(interactions, schema.INTERACTION_REQUIRED, mapping)
     if items is not None:
         require(items, [ITEM_ID], mapping)
@@ -185,9 +178,7 @@ def build_dataset(
         for field in item_fields:
             item_frame[field] = pd.Series([""] * len(ids), dtype="str")
         if item_text_fields:
-            shown = [
-                f"item {i!r} has empty text (no items file was given)" for i in ids[:MAX_EXAMPLES]
-            ]
+            shown = [f"item {i!r} has empty text (no items file was given)" for i in ids[:MAX_EXAMPLES]]
             log.note("empty_text", len(ids), shown)
         item_frame[LOC] = np.zeros(len(ids), dtype=np.int64)
     if items is not None and item_text_fields:
@@ -218,13 +209,10 @@ def build_dataset(
         if users is not None or user_fields:
             where = f"not in {users.path}" if users is not None else "no users file was given"
             shown = [
-                f"user {u!r} has no profile ({where}; empty fields added)"
-                for u in missing[:MAX_EXAMPLES]
+                f"user {u!r} has no profile ({where}; empty fields added)" for u in missing[:MAX_EXAMPLES]
             ]
             log.note("missing_user_profile", len(missing), shown)
-        user_frame = pd.concat(
-            [user_frame.drop(columns=[LOC], errors="ignore"), extra], ignore_index=True
-        )
+        user_frame = pd.concat([user_frame.drop(columns=[LOC], errors="ignore"), extra], ignore_index=True)
 
     report = log.report()
     dataset = RecDataset(

@@ -65,11 +65,7 @@ def _split_lines(lines: list[str], sep: str, names: Sequence[str]) -> pd.DataFra
     joined = "\n".join(lines)
     frame = None
     if lines and "\r" not in joined:  # the C parser would end a row at a lone "\r"
-        marker = (
-            sep
-            if len(sep) == 1
-            else next((c for c in "\t\x1f\x1e\x1d\x01" if c not in joined), None)
-        )
+        marker = sep if len(sep) == 1 else next((c for c in "\t\x1f\x1e\x1d\x01" if c not in joined), None)
         if marker is not None:
             if marker != sep:
                 joined = joined.replace(sep, marker)
@@ -88,9 +84,7 @@ def _split_lines(lines: list[str], sep: str, names: Sequence[str]) -> pd.DataFra
             if len(frame) != len(lines):  # pragma: no cover - defensive
                 frame = None
     if frame is None:
-        frame = pd.DataFrame(
-            [line.split(sep) for line in lines] or None, columns=columns, dtype=str
-        )
+        frame = pd.DataFrame([line.split(sep) for line in lines] or None, columns=columns, dtype=str)
     frame = frame.astype("str")
     frame.columns = list(names)
     return frame

@@ -121,9 +121,7 @@ def split_title_year(raw: pd.Series, dates: pd.Series | None = None) -> tuple[li
     return titles, years
 
 
-def _set_movie_columns(
-    items: RawTable, titles: list[str], years: list[str], genres: pd.Series
-) -> None:
+def _set_movie_columns(items: RawTable, titles: list[str], years: list[str], genres: pd.Series) -> None:
     """Replaces a GroupLens items table by the canonical ``item_id, title, year, genres``."""
     items.frame = pd.DataFrame(
         {
@@ -136,9 +134,7 @@ def _set_movie_columns(
     )
 
 
-def _finish(
-    name: str, inter: RawTable, items: RawTable, users: RawTable, log: IssueLog
-) -> RecDataset:
+def _finish(name: str, inter: RawTable, items: RawTable, users: RawTable, log: IssueLog) -> RecDataset:
     return build_dataset(
         name,
         inter,
@@ -252,9 +248,7 @@ def read_movielens_raw(folder: str, strict: bool = True) -> RecDataset:
         drop_rows(items, bad)
         flags = flags.loc[~bad].reset_index(drop=True)
     on = flags.to_numpy() == "1"
-    genres = [
-        MULTI_VALUE_SEP.join(g for g, f in zip(ML100K_GENRES, row, strict=True) if f) for row in on
-    ]
+    genres = [MULTI_VALUE_SEP.join(g for g, f in zip(ML100K_GENRES, row, strict=True) if f) for row in on]
     titles, years = split_title_year(items.frame["raw_title"], items.frame["release_date"])
     _set_movie_columns(items, titles, years, pd.Series(genres, dtype="str"))
     return _finish("ml-100k-raw", inter, items, users, log)
@@ -280,9 +274,7 @@ def read_movielens_1m(folder: str, strict: bool = True) -> RecDataset:
     log = IssueLog(strict)
     inter = _load(_file(folder, "ratings.dat"), "::", log, _INTERACTIONS)
     items = _load(_file(folder, "movies.dat"), "::", log, (ITEM_ID, "raw_title", "genres"))
-    users = _load(
-        _file(folder, "users.dat"), "::", log, (USER_ID, "gender", "age", "occupation", "zip_code")
-    )
+    users = _load(_file(folder, "users.dat"), "::", log, (USER_ID, "gender", "age", "occupation", "zip_code"))
     titles, years = split_title_year(items.frame["raw_title"])
     _set_movie_columns(items, titles, years, items.frame["genres"])
     codes = {str(i): name for i, name in enumerate(ML1M_OCCUPATIONS)}

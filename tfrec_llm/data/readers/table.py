@@ -59,9 +59,7 @@ def decode(path: str, encoding: str, fallback: str | None = None) -> str:
         text = data.decode(encoding)
     except UnicodeDecodeError as err:
         if fallback is None:
-            raise DataError(
-                f"{path} is not valid {encoding} text ({err}); pass encoding=..."
-            ) from err
+            raise DataError(f"{path} is not valid {encoding} text ({err}); pass encoding=...") from err
         text = data.decode(fallback)
     return text.removeprefix("\ufeff")
 
@@ -137,6 +135,5 @@ def require(table: RawTable, names: Sequence[str], mapping: Mapping[str, str]) -
                 what = repr(name)
                 fix = f"Pass columns={{{name!r}: '<column in the file>'}} to map one."
             raise DataError(
-                f"{table.path}: missing required column {what}; available columns: "
-                f"{table.columns()}. {fix}"
+                f"{table.path}: missing required column {what}; available columns: {table.columns()}. {fix}"
             )

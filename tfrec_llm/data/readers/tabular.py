@@ -37,9 +37,7 @@ _EXTENSIONS = {
 }
 
 
-def load_table(
-    path: str | os.PathLike[str], file_format: str, log: IssueLog, encoding: str
-) -> RawTable:
+def load_table(path: str | os.PathLike[str], file_format: str, log: IssueLog, encoding: str) -> RawTable:
     """Loads one file of any supported format (``"auto"`` picks it from the extension)."""
     path = os.fspath(path)
     if file_format == "auto":
@@ -51,9 +49,7 @@ def load_table(
             )
         file_format = _EXTENSIONS[suffix]
     if file_format not in FORMATS:
-        raise DataError(
-            f"file_format={file_format!r} is not supported; use 'auto' or one of {FORMATS}."
-        )
+        raise DataError(f"file_format={file_format!r} is not supported; use 'auto' or one of {FORMATS}.")
     if not os.path.isfile(path):
         raise DataError(f"file not found: {path}.")
     if file_format == "parquet":

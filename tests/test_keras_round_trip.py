@@ -18,6 +18,13 @@ import numpy as np
 import pytest
 
 import tfrec_llm  # noqa: F401
+from tfrec_llm.models.layers import (
+    CausalAttentionEncoder,
+    CausalConvEncoder,
+    CumulativeMeanEncoder,
+    GRUEncoder,
+    LSTMEncoder,
+)
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.towers import ItemTower, QueryTower
 from tfrec_llm.text.encoder import TextEncoder
@@ -32,6 +39,50 @@ def _masked_mean_pooling(bert_dir: str, vocab: list[str]) -> Case:
     values = rng.normal(size=(3, 4, 2)).astype(np.float32)
     mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], bool)
     return MaskedMeanPooling(name="history_pool"), {"name": "history_pool"}, (values, mask)
+
+
+def _history(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded histories [3, 4, 3] (padding holds noise) and their mask, one of them empty."""
+    sequence = np.random.default_rng(seed).normal(size=(3, 4, 3)).astype(np.float32)
+    return sequence, np.array([[0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]], bool)
+
+
+def _cumulative_mean_encoder(bert_dir: str, vocab: list[str]) -> Case:
+    return CumulativeMeanEncoder(name="mean_history"), {"name": "mean_history"}, _history(10)
+
+
+def _causal_conv_encoder(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "filters": 4,
+        "kernel_size": 2,
+        "dilations": (1, 2),
+        "activation": "gelu",
+        "residual": True,
+        "name": "cnn_history",
+    }
+    return CausalConvEncoder(**arguments), arguments, _history(11)
+
+
+def _gru_encoder(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {"units": 4, "dropout": 0.1, "name": "gru_history"}
+    return GRUEncoder(**arguments), arguments, _history(12)
+
+
+def _lstm_encoder(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {"units": 2, "dropout": 0.0, "name": "lstm_history"}
+    return LSTMEncoder(**arguments), arguments, _history(13)
+
+
+def _causal_attention_encoder(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "max_length": 6,
+        "num_blocks": 2,
+        "num_heads": 2,
+        "width": 4,
+        "dropout": 0.2,
+        "name": "attention_history",
+    }
+    return CausalAttentionEncoder(**arguments), arguments, _history(14)
 
 
 def _item_tower(bert_dir: str, vocab: list[str]) -> Case:
@@ -145,6 +196,11 @@ def _text_encoder(bert_dir: str, vocab: list[str]) -> Case:
 
 CASES: dict[str, Callable[[str, list[str]], Case]] = {
     "MaskedMeanPooling": _masked_mean_pooling,
+    "CumulativeMeanEncoder": _cumulative_mean_encoder,
+    "CausalConvEncoder": _causal_conv_encoder,
+    "GRUEncoder": _gru_encoder,
+    "LSTMEncoder": _lstm_encoder,
+    "CausalAttentionEncoder": _causal_attention_encoder,
     "ItemTower": _item_tower,
     "ItemTower/fine-tuned": _fine_tuned_item_tower,
     "QueryTower": _query_tower,

@@ -20,8 +20,13 @@ WIDTH = 3
 
 
 def _encoder(name):
+    """The encoder with every weight random (non-zero biases: a zero input step is not inert)."""
     keras.utils.set_random_seed(0)
-    return build_history_encoder(name, **ARGUMENTS[name])
+    encoder = build_history_encoder(name, **ARGUMENTS[name])
+    encoder(tf.zeros([1, 2, WIDTH]), tf.ones([1, 2], bool))
+    rng = np.random.default_rng(5)
+    encoder.set_weights([rng.normal(0, 0.5, size=w.shape).astype(np.float32) for w in encoder.get_weights()])
+    return encoder
 
 
 def test_the_registry_names_every_encoder():

@@ -21,10 +21,18 @@ class _FactorScorer(CatalogScorer, abc.ABC):
     """An ``implicit`` CPU factor model; scores = user factors @ item factors^T."""
 
     recalculate_user = False
+    implicit_module = ""
+    """Module of ``implicit.cpu`` that holds the model, e.g. ``als``."""
+    implicit_class = ""
+    """The model class in that module, e.g. ``AlternatingLeastSquares``."""
 
-    def _fit(self, module: str, cls: str, **kwargs: Any) -> None:
+    def __init__(
+        self, split: Split, fit_on: str, params: dict[str, Any], random_state: int, num_threads: int
+    ) -> None:
+        """Fits ``implicit.cpu.<implicit_module>.<implicit_class>(**params)`` on the fit matrix."""
+        super().__init__(split, fit_on, params)
         try:
-            implicit_cpu = importlib.import_module(f"implicit.cpu.{module}")
+            implicit_cpu = importlib.import_module(f"implicit.cpu.{self.implicit_module}")
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError(
                 f"{self.label}Scorer needs the `implicit` package: "
@@ -34,7 +42,9 @@ class _FactorScorer(CatalogScorer, abc.ABC):
 
         start = time.perf_counter()
         with threadpool_limits(1, "blas"):  # implicit asks for single-threaded BLAS
-            self.model = getattr(implicit_cpu, cls)(**kwargs)
+            self.model = getattr(implicit_cpu, self.implicit_class)(
+                **params, random_state=random_state, num_threads=num_threads
+            )
             self.model.fit(self._fit_matrix.astype(np.float32), show_progress=False)
         self.fit_seconds = time.perf_counter() - start
 
@@ -77,6 +87,8 @@ class ALSScorer(_FactorScorer):
     """
 
     label = "ALS"
+    implicit_module = "als"
+    implicit_class = "AlternatingLeastSquares"
 
     def __init__(
         self,
@@ -90,22 +102,14 @@ class ALSScorer(_FactorScorer):
         recalculate_user: bool = False,
         fit_on: str = "train",
     ) -> None:
-        super().__init__(
-            split,
-            fit_on,
-            {"factors": factors, "regularization": regularization, "iterations": iterations, "alpha": alpha},
-        )
         self.recalculate_user = bool(recalculate_user)
-        self._fit(
-            "als",
-            "AlternatingLeastSquares",
-            factors=factors,
-            regularization=regularization,
-            alpha=alpha,
-            iterations=iterations,
-            random_state=random_state,
-            num_threads=num_threads,
-        )
+        params = {
+            "factors": factors,
+            "regularization": regularization,
+            "iterations": iterations,
+            "alpha": alpha,
+        }
+        super().__init__(split, fit_on, params, random_state, num_threads)
         unseen = np.asarray(self._fit_matrix.sum(axis=0)).ravel() == 0
         self.model.item_factors[unseen] = 0.0  # before implicit first computes and caches YtY
 
@@ -146,6 +150,8 @@ class BPRScorer(_FactorScorer):
     """
 
     label = "BPR"
+    implicit_module = "bpr"
+    implicit_class = "BayesianPersonalizedRanking"
 
     def __init__(
         self,
@@ -158,26 +164,13 @@ class BPRScorer(_FactorScorer):
         num_threads: int = 1,
         fit_on: str = "train",
     ) -> None:
-        super().__init__(
-            split,
-            fit_on,
-            {
-                "factors": factors,
-                "learning_rate": learning_rate,
-                "regularization": regularization,
-                "iterations": iterations,
-            },
-        )
-        self._fit(
-            "bpr",
-            "BayesianPersonalizedRanking",
-            factors=factors,
-            learning_rate=learning_rate,
-            regularization=regularization,
-            iterations=iterations,
-            random_state=random_state,
-            num_threads=num_threads,
-        )
+        params = {
+            "factors": factors,
+            "learning_rate": learning_rate,
+            "regularization": regularization,
+            "iterations": iterations,
+        }
+        super().__init__(split, fit_on, params, random_state, num_threads)
 
     @staticmethod
     def default_grid() -> list[dict[str, Any]]:

@@ -25,8 +25,9 @@ from tfrec_llm.models.layers import (
     GRUEncoder,
     LSTMEncoder,
 )
+from tfrec_llm.models.query_tower import QueryTower
 from tfrec_llm.models.retrieval import TwoTowerModel
-from tfrec_llm.models.towers import ItemTower, QueryTower
+from tfrec_llm.models.towers import ItemTower
 from tfrec_llm.text.encoder import TextEncoder
 from tfrec_llm.text.pooling import MaskedMeanPooling
 

@@ -45,7 +45,7 @@ _PUBLIC = {
     # Keras layers and models
     "TwoTowerModel": "tfrec_llm.models.retrieval",
     "ItemTower": "tfrec_llm.models.towers",
-    "QueryTower": "tfrec_llm.models.towers",
+    "QueryTower": "tfrec_llm.models.query_tower",
     "MaskedMeanPooling": "tfrec_llm.text.pooling",
     "TextEncoder": "tfrec_llm.text.encoder",
 }

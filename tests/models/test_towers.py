@@ -6,7 +6,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.models.towers import ItemTower, QueryTower
+from tfrec_llm.models.query_tower import QueryTower
+from tfrec_llm.models.towers import ItemTower
 
 
 def _l2(x):

@@ -16,7 +16,10 @@ from tfrec_llm.config.choices import (
     BASELINES,
     DATA_SOURCES,
     GENERIC_SOURCES,
+    HISTORY_ENCODERS,
+    LOSSES,
     METRICS,
+    OBJECTIVES,
     OPTIMIZERS,
     POOLINGS,
     PROTOCOLS,
@@ -214,6 +217,61 @@ def _model_checks(cfg: Any) -> list[Check]:
             model.use_ids or model.use_text or model.use_categories,
             "model.use_ids, use_text and use_categories are all false: the candidate tower has "
             "no input. Set at least one of them to true.",
+        ),
+        *_sequence_checks(model),
+    ]
+
+
+def _sequence_checks(model: Any) -> list[Check]:
+    """The history encoder, the objective and the loss."""
+    return [
+        _check(
+            model.history_encoder in HISTORY_ENCODERS,
+            "model.history_encoder",
+            model.history_encoder,
+            f"one of {HISTORY_ENCODERS}",
+            "attention is the SASRec encoder; mean is the original pooling.",
+        ),
+        _check(
+            model.objective in OBJECTIVES,
+            "model.objective",
+            model.objective,
+            f"one of {OBJECTIVES}",
+            "See docs/sequence_models.md.",
+        ),
+        _check(
+            model.loss in LOSSES, "model.loss", model.loss, f"one of {LOSSES}", "See docs/sequence_models.md."
+        ),
+        _at_least("model.encoder_width", model.encoder_width, 1, "e.g. 64."),
+        _at_least("model.encoder_blocks", model.encoder_blocks, 1, "e.g. 2."),
+        _at_least("model.encoder_heads", model.encoder_heads, 1, "e.g. 2."),
+        _check(
+            model.encoder_width % max(model.encoder_heads, 1) == 0,
+            "model.encoder_width",
+            model.encoder_width,
+            f"a multiple of model.encoder_heads={model.encoder_heads}",
+            "Each head gets encoder_width / encoder_heads dimensions.",
+        ),
+        _check(
+            0.0 <= model.encoder_dropout < 1.0,
+            "model.encoder_dropout",
+            model.encoder_dropout,
+            "in [0, 1)",
+            "e.g. 0.2.",
+        ),
+        _check(
+            0.0 <= model.user_dropout < 1.0,
+            "model.user_dropout",
+            model.user_dropout,
+            "in [0, 1)",
+            "It is the probability of treating a training user as unknown.",
+        ),
+        _check(
+            model.objective == "interaction" or model.use_history,
+            "model.objective",
+            model.objective,
+            "interaction when model.use_history is false",
+            "next_item trains the history encoder; it needs model.use_history=true.",
         ),
     ]
 

@@ -46,6 +46,16 @@ OPTIMIZERS = ("adam", "adagrad")
 POOLINGS = ("mean", "cls")
 """``text.pooling`` values: masked mean over tokens (sentence-transformers) or the [CLS] state."""
 
+HISTORY_ENCODERS = ("mean", "cnn", "gru", "lstm", "attention")
+"""``model.history_encoder`` values (``tfrec_llm.models.layers.history_encoders``)."""
+
+OBJECTIVES = ("interaction", "next_item")
+"""``model.objective`` values: one example per interaction (predict it from the items before
+it), or SASRec's windows in which every position predicts the next item."""
+
+LOSSES = ("in_batch", "full_softmax")
+"""``model.loss`` values: in-batch sampled softmax (logQ-corrected) or softmax over the catalog."""
+
 BASELINES = ("Random", "MostPop")
 """``eval.baselines`` values."""
 
@@ -68,10 +78,13 @@ __all__ = [
     "BASELINES",
     "DATA_SOURCES",
     "GENERIC_SOURCES",
+    "HISTORY_ENCODERS",
     "HP_SAMPLINGS",
     "HP_TYPES",
     "METRICS",
     "MOVIELENS_SOURCES",
+    "LOSSES",
+    "OBJECTIVES",
     "OPTIMIZERS",
     "POOLINGS",
     "PROTOCOLS",

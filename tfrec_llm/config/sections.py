@@ -92,6 +92,24 @@ class ModelConfig:
         l2: L2 penalty on id embeddings.
         id_dropout: Probability of zeroing an item's id embedding in training (teaches the
             tower to fall back on text for new items).
+        history_encoder: How the query tower reads the history: ``mean`` (pooling), ``cnn``
+            (causal dilated convolutions), ``gru``, ``lstm`` or ``attention`` (causal
+            Transformer blocks with learned positions, SASRec).
+        encoder_width: Width of the history encoder (units, filters or model width).
+        encoder_blocks: Transformer blocks of ``attention``.
+        encoder_heads: Attention heads of ``attention`` (must divide ``encoder_width``).
+        encoder_dropout: Dropout inside ``attention``, ``gru`` and ``lstm``.
+        objective: ``interaction`` (one example per interaction, predicted from the items
+            before it) or ``next_item`` (SASRec: windows of ``history_length + 1`` items in
+            which every position predicts the next one; with ``mean`` the query of position t
+            is the running mean of the items up to t).
+        loss: ``in_batch`` (sampled softmax over the batch's positives, with
+            ``logq_correction`` and ``remove_accidental_hits``) or ``full_softmax`` (over
+            the whole catalog; fine up to ~100k items).
+        use_user_ids: Learn a user id embedding (with ``use_ids``); false = users are known
+            only by profile and history.
+        user_dropout: Probability of treating a training user as unknown (id and profile),
+            which trains the unknown-user row: unknown users are then served by their history.
     """
 
     embedding_dim: int = 64
@@ -107,6 +125,15 @@ class ModelConfig:
     remove_accidental_hits: bool = True
     l2: float = 0.0
     id_dropout: float = 0.0
+    history_encoder: str = "mean"
+    encoder_width: int = 64
+    encoder_blocks: int = 2
+    encoder_heads: int = 2
+    encoder_dropout: float = 0.2
+    objective: str = "interaction"
+    loss: str = "in_batch"
+    use_user_ids: bool = True
+    user_dropout: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

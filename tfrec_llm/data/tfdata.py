@@ -55,19 +55,75 @@ def training_examples(
     Raises:
         DataError: an item id is not in the catalog.
     """
+    users, items = _indices(interactions, catalog)
+    probability = _item_probability(items, catalog.num_items)
+    return {
+        "user": users.astype(np.int32),
+        "item": items.astype(np.int32),
+        "history": causal_histories(users, items.astype(np.int32), history_length),
+        "item_probability": probability[items],
+    }
+
+
+def next_item_windows(
+    interactions: pd.DataFrame, catalog: Catalog, history_length: int
+) -> dict[str, np.ndarray]:
+    """Cuts each user's sequence, from its end, into windows of ``history_length + 1`` items.
+
+    SASRec's training examples: in a window, the items at positions 0..L-1 are the inputs and
+    the items at 1..L the targets, so every position is trained in one pass. Windows do not
+    overlap; a user's oldest window is the shorter one, LEFT-padded with -1 like every
+    history (``Catalog.pad_histories``). A user with one interaction gives a window with no
+    target (it is skipped).
+
+    Args:
+        interactions: Canonical interactions, grouped by user in chronological order.
+        catalog: Integer tables (``build_catalog``).
+        history_length: Inputs per window (the query tower's history length).
+
+    Returns:
+        ``user`` [n] int32, ``sequence`` [n, history_length + 1] int32 catalog indices,
+        ``sequence_probability`` [n, history_length + 1] float32, each item's share of the
+        interactions (0 at padding; for the logQ correction of the in-batch loss).
+
+    Raises:
+        DataError: an item id is not in the catalog.
+    """
+    users, items = _indices(interactions, catalog)
+    width = history_length + 1
+    # Position of each interaction counted from its user's last one (0 = most recent).
+    starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]
+    lengths = np.diff(np.r_[starts, len(users)])
+    from_end = np.repeat(starts + lengths, lengths) - 1 - np.arange(len(users))
+    window_key = np.stack([np.repeat(np.arange(len(starts)), lengths), -(from_end // width)], axis=1)
+    keys, row = np.unique(window_key, axis=0, return_inverse=True)
+    row = row.reshape(-1)
+    sequence = np.full((len(keys), width), -1, np.int32)
+    sequence[row, width - 1 - from_end % width] = items
+    keep = (sequence >= 0).sum(axis=1) >= 2
+    probability = _item_probability(items, catalog.num_items)
+    sequence_probability = np.where(sequence >= 0, probability[np.maximum(sequence, 0)], 0.0)
+    return {
+        "user": users[starts][keys[:, 0]][keep].astype(np.int32),
+        "sequence": sequence[keep],
+        "sequence_probability": sequence_probability[keep].astype(np.float32),
+    }
+
+
+def _indices(interactions: pd.DataFrame, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
+    """[n] user and item catalog indices of the interactions; DataError for an unknown item."""
     users = catalog.user_index(interactions[USER_ID].to_numpy())
     items = catalog.item_index(interactions[ITEM_ID].to_numpy())
     if (items < 0).any():
         bad = interactions[ITEM_ID].to_numpy()[items < 0][:5]
         raise DataError(f"training interactions reference item ids outside the catalog, e.g. {list(bad)}")
-    counts = np.bincount(items, minlength=catalog.num_items).astype(np.float64)
-    probability = (counts / counts.sum())[items].astype(np.float32)
-    return {
-        "user": users.astype(np.int32),
-        "item": items.astype(np.int32),
-        "history": causal_histories(users, items.astype(np.int32), history_length),
-        "item_probability": probability,
-    }
+    return users, items.astype(np.int32)
+
+
+def _item_probability(items: np.ndarray, num_items: int) -> np.ndarray:
+    """[num_items] float32: each item's share of ``items``."""
+    counts = np.bincount(items, minlength=num_items).astype(np.float64)
+    return (counts / counts.sum()).astype(np.float32)
 
 
 def make_dataset(
@@ -84,5 +140,7 @@ def make_dataset(
     """
     ds = tf.data.Dataset.from_tensor_slices(examples)
     if shuffle:
-        ds = ds.shuffle(min(shuffle_buffer, len(examples["item"])), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(
+            min(shuffle_buffer, len(next(iter(examples.values())))), seed=seed, reshuffle_each_iteration=True
+        )
     return ds.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)

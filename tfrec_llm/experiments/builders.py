@@ -17,6 +17,44 @@ from tfrec_llm.errors import ConfigError
 from tfrec_llm.models.retrieval import TwoTowerModel
 
 
+def history_encoder_args(cfg: ModelConfig) -> dict[str, Any] | None:
+    """The query tower's ``history_encoder`` argument for the model section, or None.
+
+    None means the original mean pooling: ``history_encoder: mean`` with the ``interaction``
+    objective (the running-mean encoder replaces it under ``next_item``, which needs the query
+    of every position).
+    """
+    name = cfg.history_encoder
+    if name == "mean":
+        return {"name": "mean"} if cfg.objective == "next_item" else None
+    if name == "cnn":
+        return {"name": name, "filters": cfg.encoder_width}
+    if name in ("gru", "lstm"):
+        return {"name": name, "units": cfg.encoder_width, "dropout": cfg.encoder_dropout}
+    return {
+        "name": name,
+        "max_length": cfg.history_length,
+        "num_blocks": cfg.encoder_blocks,
+        "num_heads": cfg.encoder_heads,
+        "width": cfg.encoder_width,
+        "dropout": cfg.encoder_dropout,
+    }
+
+
+def query_encoder_args(cfg: ModelConfig) -> dict[str, Any]:
+    """The query tower's history-encoder and user-dropout arguments (none for the defaults).
+
+    Omitted when unset, so the default model's config (and fingerprint) are unchanged.
+    """
+    args: dict[str, Any] = {}
+    encoder = history_encoder_args(cfg)
+    if encoder is not None:
+        args["history_encoder"] = encoder
+    if cfg.user_dropout:
+        args["user_dropout"] = cfg.user_dropout
+    return args
+
+
 def build_two_tower(
     cfg: ModelConfig,
     catalog: Catalog,
@@ -82,15 +120,18 @@ def build_two_tower(
             "user_vocab_size": catalog.user_vocab_size,
             "profile_sizes": list(catalog.profile_sizes),
             "embedding_dim": cfg.embedding_dim,
-            "use_ids": cfg.use_ids,
+            "use_ids": cfg.use_ids and cfg.use_user_ids,
             "use_profile": cfg.use_profile,
             "use_history": cfg.use_history,
             "l2": cfg.l2,
+            **query_encoder_args(cfg),
         },
         history_length=cfg.history_length,
         temperature=cfg.temperature,
         logq_correction=cfg.logq_correction,
         remove_accidental_hits=cfg.remove_accidental_hits,
+        objective=cfg.objective,
+        loss=cfg.loss,
     )
     tokens = text_tokens if fine_tune and text_tokens is not None else (None, None)
     text_table = text_embeddings if cfg.use_text else None

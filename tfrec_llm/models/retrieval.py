@@ -1,10 +1,19 @@
 """Two-tower retrieval model: a ``tfrs.Model`` wiring the towers to ``tfrs.tasks.Retrieval``.
 
-Training batches are dicts of integer tensors (``tfrec_llm.data.tfdata``):
-``user`` [batch], ``history`` [batch, history_length] (catalog indices, -1 = padding),
-``item`` [batch] (the positive) and ``item_probability`` [batch] (its share of TRAIN, for the
-logQ correction). The loss is the in-batch sampled softmax of TFRS with temperature,
-logQ correction and accidental-hit removal, each switchable.
+Two training objectives (``tfrec_llm.data.tfdata`` builds the batches of each):
+
+- ``interaction``: one example per interaction, ``user`` [batch], ``history`` [batch,
+  history_length] (catalog indices, -1 = padding), ``item`` [batch] (the positive) and
+  ``item_probability`` [batch] (its share of TRAIN, for the logQ correction).
+- ``next_item``: one example per window of a user's sequence, ``user`` [batch], ``sequence``
+  [batch, history_length + 1] (left-padded) and ``sequence_probability``; the query of every
+  position t (a history encoder over items <= t) predicts the item at t + 1, all positions in
+  one pass, as SASRec trains.
+
+Two losses: ``in_batch``, the sampled softmax of ``tfrs.tasks.Retrieval`` over the batch's
+positives (temperature, logQ correction and accidental-hit removal, each switchable), and
+``full_softmax``, cross-entropy over the whole catalog (one candidate-tower pass per step;
+fine up to ~100k items).
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from tfrec_llm.models.towers import ItemTower, QueryTower
+from tfrec_llm.config.choices import LOSSES, OBJECTIVES
+from tfrec_llm.errors import ConfigError
+from tfrec_llm.models.query_tower import QueryTower
+from tfrec_llm.models.towers import ItemTower
 
 
 def _plain(value: Any) -> Any:
@@ -47,6 +59,8 @@ class TwoTowerModel(tfrs.Model):
         temperature: Logit divisor of the in-batch softmax.
         logq_correction: Subtract log sampling probability of each in-batch candidate.
         remove_accidental_hits: Mask in-batch negatives equal to the positive.
+        objective: ``interaction`` or ``next_item`` (needs a query tower with a history encoder).
+        loss: ``in_batch`` or ``full_softmax``.
     """
 
     def __init__(
@@ -57,17 +71,30 @@ class TwoTowerModel(tfrs.Model):
         temperature: float = 0.1,
         logq_correction: bool = True,
         remove_accidental_hits: bool = True,
+        objective: str = "interaction",
+        loss: str = "in_batch",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"TwoTowerModel: objective must be one of {OBJECTIVES}, got {objective!r}")
+        if loss not in LOSSES:
+            raise ConfigError(f"TwoTowerModel: loss must be one of {LOSSES}, got {loss!r}")
         self.item_tower_config = dict(item_tower)
         self.query_tower_config = dict(query_tower)
         self.history_length = history_length
         self.temperature = temperature
         self.logq_correction = logq_correction
         self.remove_accidental_hits = remove_accidental_hits
+        self.objective = objective
+        self.loss_name = loss
         self.item_tower = ItemTower(**self.item_tower_config)
         self.query_tower = QueryTower(**self.query_tower_config)
+        if objective == "next_item" and self.query_tower.encoder is None:
+            raise ConfigError(
+                "TwoTowerModel: objective='next_item' needs a query tower with a history encoder "
+                "(query_tower['history_encoder'], and use_history=True)"
+            )
         self.task = tfrs.tasks.Retrieval(
             temperature=temperature, remove_accidental_hits=remove_accidental_hits, metrics=None
         )
@@ -108,18 +135,72 @@ class TwoTowerModel(tfrs.Model):
         return self.query_embedding(features["user"], features["history"], training=training)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        if self.objective == "next_item":
+            return self._next_item_loss(features, training)
         history = tf.cast(features["history"], tf.int32)
         item = tf.cast(features["item"], tf.int32)
-        # One item-tower pass over the distinct items of histories and positives together.
-        both = self.embed_items(tf.concat([history, item[:, tf.newaxis]], axis=1), training=training)
+        # One item-tower pass over the distinct items of histories and positives together (or
+        # over the whole catalog, which the full softmax needs anyway).
+        catalog = self._catalog_for_loss(training)
+        both = self._embed(tf.concat([history, item[:, tf.newaxis]], axis=1), catalog, training)
         query = self.query_from_history_embeddings(features["user"], history, both[:, :-1], training=training)
-        candidate = both[:, -1]
+        return self._softmax_loss(query, item, both[:, -1], features["item_probability"], catalog)
+
+    def _next_item_loss(self, features: dict[str, tf.Tensor], training: bool) -> tf.Tensor:
+        """Every position of each window predicts the next item, in one pass."""
+        sequence = tf.cast(features["sequence"], tf.int32)
+        inputs, targets = sequence[:, :-1], sequence[:, 1:]
+        catalog = self._catalog_for_loss(training)
+        embedded = self._embed(sequence, catalog, training)
+        queries = self.query_tower.encode_positions(
+            {"user": features["user"], "history": embedded[:, :-1], "history_mask": inputs >= 0},
+            training=training,
+        )
+        valid = tf.logical_and(inputs >= 0, targets >= 0)
+        return self._softmax_loss(
+            tf.boolean_mask(queries, valid),
+            tf.boolean_mask(targets, valid),
+            tf.boolean_mask(embedded[:, 1:], valid),
+            tf.boolean_mask(features["sequence_probability"][:, 1:], valid),
+            catalog,
+        )
+
+    def _catalog_for_loss(self, training: bool) -> tf.Tensor | None:
+        """[num_items, dim] embeddings of the whole catalog for the full softmax, else None."""
+        if self.loss_name != "full_softmax":
+            return None
+        return self.item_tower(tf.range(self.item_tower.num_items), training=training)
+
+    def _embed(self, items: tf.Tensor, catalog: tf.Tensor | None, training: bool) -> tf.Tensor:
+        """Embeddings of ``items`` (-1 padded): gathered from ``catalog`` when given."""
+        if catalog is None:
+            return self.embed_items(items, training=training)
+        return tf.gather(catalog, tf.maximum(items, 0))
+
+    def _softmax_loss(
+        self,
+        query: tf.Tensor,
+        target: tf.Tensor,
+        target_embedding: tf.Tensor,
+        target_probability: tf.Tensor,
+        catalog: tf.Tensor | None,
+    ) -> tf.Tensor:
+        """Softmax loss of [n, dim] queries against their [n] target items.
+
+        With ``catalog`` (the full softmax): cross-entropy over every item, averaged over the
+        queries. Without: the in-batch softmax of ``tfrs.tasks.Retrieval``, the other targets
+        being the negatives.
+        """
+        if catalog is not None:
+            logits = tf.matmul(query, catalog, transpose_b=True) / self.temperature
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits)
+            return tf.reduce_mean(losses)
         kwargs: dict[str, tf.Tensor] = {}
         if self.logq_correction:
-            kwargs["candidate_sampling_probability"] = features["item_probability"]
+            kwargs["candidate_sampling_probability"] = target_probability
         if self.remove_accidental_hits:
-            kwargs["candidate_ids"] = features["item"]
-        return self.task(query, candidate, compute_metrics=False, **kwargs)
+            kwargs["candidate_ids"] = target
+        return self.task(query, target_embedding, compute_metrics=False, **kwargs)
 
     def all_candidate_embeddings(self, batch_size: int = 4096) -> np.ndarray:
         """[num_items, dim] embeddings of the whole catalog, in catalog order."""
@@ -139,6 +220,8 @@ class TwoTowerModel(tfrs.Model):
             "temperature": self.temperature,
             "logq_correction": self.logq_correction,
             "remove_accidental_hits": self.remove_accidental_hits,
+            "objective": self.objective,
+            "loss": self.loss_name,
         }
 
     @classmethod

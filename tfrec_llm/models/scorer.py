@@ -22,12 +22,20 @@ class TwoTowerScorer:
         catalog: The catalog the model was built on.
         name: Name in reports.
         batch_size: Users per query-tower call.
+        hide_user_ids: Treat every user as unknown (the unknown-user row: no id, no profile),
+            so the history alone makes the query, as for a logged-out user.
     """
 
     def __init__(
-        self, model: TwoTowerModel, catalog: Catalog, name: str = "TwoTower", batch_size: int = 1024
+        self,
+        model: TwoTowerModel,
+        catalog: Catalog,
+        name: str = "TwoTower",
+        batch_size: int = 1024,
+        hide_user_ids: bool = False,
     ) -> None:
         self.name = name
+        self.hide_user_ids = hide_user_ids
         self.model = model
         self.catalog = catalog
         self.batch_size = batch_size
@@ -36,6 +44,8 @@ class TwoTowerScorer:
     def query_embeddings(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         """[n, dim] query embeddings of users (unknown ids use the unknown-user row)."""
         users = self.catalog.user_index(np.asarray(user_ids, dtype=object)).astype(np.int32)
+        if self.hide_user_ids:
+            users = np.full_like(users, self.catalog.num_users)
         padded = self.catalog.pad_histories(histories, self.model.history_length)
         out = []
         for i in range(0, len(users), self.batch_size):

@@ -1,4 +1,4 @@
-"""The two towers of the retrieval model.
+"""The candidate (item) tower of the retrieval model; the query tower is in ``query_tower.py``.
 
 Both towers take integer indices (see ``tfrec_llm.data.catalog``), never strings: the string
 to index mapping lives in the exported serving graph. Lookup tables (id vocabulary index,
@@ -17,10 +17,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.models.layers import MaskedMeanPooling
 
 
-def _regularizer(l2: float) -> keras.regularizers.Regularizer | None:
+def id_regularizer(l2: float) -> keras.regularizers.Regularizer | None:
+    """An L2 penalty of weight ``l2`` for an id embedding, or None when ``l2`` is 0."""
     return keras.regularizers.l2(l2) if l2 > 0 else None
 
 
@@ -122,7 +122,7 @@ class ItemTower(keras.Model):
             keras.layers.Embedding(
                 item_vocab_size,
                 embedding_dim,
-                embeddings_regularizer=_regularizer(l2),
+                embeddings_regularizer=id_regularizer(l2),
                 name="item_id_embedding",
             )
             if use_ids
@@ -279,110 +279,3 @@ def _fine_tuned_encoder(
             f"{encoder.hidden_size}; pass text_dim=0 or {encoder.hidden_size} when fine-tuning"
         )
     return encoder, encoder.hidden_size
-
-
-@keras.utils.register_keras_serializable(package="tfrec_llm")
-class QueryTower(keras.Model):
-    """Maps a user (index + recent item embeddings) to an L2-normalised [batch, embedding_dim].
-
-    Inputs (a dict): ``user`` [batch] int user index (``num_users`` = unknown user);
-    ``history`` [batch, length, embedding_dim] item-tower embeddings of the recent items;
-    ``history_mask`` [batch, length] bool.
-
-    Args:
-        num_users: Users with a row in the tables (the unknown-user row is added on top).
-        user_vocab_size: Id embedding rows (OOV bucket included).
-        profile_sizes: Vocabulary size of each categorical profile field.
-        embedding_dim: Output width.
-        use_ids: Use the user id embedding.
-        use_profile: Use the profile fields.
-        use_history: Use the pooled history.
-        l2: L2 penalty on the id embedding.
-    """
-
-    def __init__(
-        self,
-        num_users: int,
-        user_vocab_size: int,
-        profile_sizes: tuple[int, ...] | list[int] = (),
-        embedding_dim: int = 64,
-        use_ids: bool = True,
-        use_profile: bool = True,
-        use_history: bool = True,
-        l2: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        profile_sizes = tuple(int(s) for s in profile_sizes)
-        # The profile is skipped when the data set has no profile fields (use_profile is kept
-        # as passed, for get_config).
-        with_profile = use_profile and bool(profile_sizes)
-        if not (use_ids or with_profile or use_history):
-            raise ConfigError("QueryTower: use_ids, use_profile and use_history are all false")
-        self._with_profile = with_profile
-        self.num_users = num_users
-        self.user_vocab_size = user_vocab_size
-        self.profile_sizes = profile_sizes
-        self.embedding_dim = embedding_dim
-        self.use_ids = use_ids
-        self.use_profile = use_profile
-        self.use_history = use_history
-        self.l2 = l2
-
-        self.id_index = tf.Variable(tf.zeros([num_users + 1], tf.int32), trainable=False, name="id_index")
-        self.id_embedding = (
-            keras.layers.Embedding(
-                user_vocab_size,
-                embedding_dim,
-                embeddings_regularizer=_regularizer(l2),
-                name="user_id_embedding",
-            )
-            if use_ids
-            else None
-        )
-        self.profile_table = tf.Variable(
-            tf.zeros([num_users + 1, max(len(profile_sizes), 1)], tf.int32),
-            trainable=False,
-            name="profile_table",
-        )
-        self.profile_embeddings = [
-            keras.layers.Embedding(size, 16, name=f"profile_embedding_{i}")
-            for i, size in enumerate(profile_sizes if with_profile else ())
-        ]
-        self.pool = MaskedMeanPooling()
-        self.mlp = keras.Sequential(
-            [keras.layers.Dense(2 * embedding_dim, activation="gelu"), keras.layers.Dense(embedding_dim)],
-            name="query_mlp",
-        )
-
-    def set_tables(self, id_index: np.ndarray, profile: np.ndarray | None = None) -> None:
-        """Loads the per-user lookup tables (user-index order, unknown-user row last)."""
-        self.id_index.assign(np.asarray(id_index, np.int32))
-        if self._with_profile and profile is not None:
-            self.profile_table.assign(np.asarray(profile, np.int32))
-
-    def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
-        user = tf.clip_by_value(tf.cast(inputs["user"], tf.int32), 0, self.num_users)
-        parts = []
-        if self.use_ids:
-            parts.append(self.id_embedding(tf.gather(self.id_index, user)))
-        if self._with_profile:
-            profile = tf.gather(self.profile_table, user)
-            parts.extend(emb(profile[:, i]) for i, emb in enumerate(self.profile_embeddings))
-        if self.use_history:
-            parts.append(self.pool(inputs["history"], inputs["history_mask"]))
-        return tf.math.l2_normalize(self.mlp(tf.concat(parts, axis=-1)), axis=-1)
-
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments (``profile_sizes`` as a list of ints) plus the base fields."""
-        return {
-            **keras.layers.Layer.get_config(self),
-            "num_users": self.num_users,
-            "user_vocab_size": self.user_vocab_size,
-            "profile_sizes": list(self.profile_sizes),
-            "embedding_dim": self.embedding_dim,
-            "use_ids": self.use_ids,
-            "use_profile": self.use_profile,
-            "use_history": self.use_history,
-            "l2": self.l2,
-        }

@@ -32,7 +32,7 @@ import tf_keras as keras
 from tfrec_llm.config import ExperimentConfig, TrainConfig
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.data.splits import Split
-from tfrec_llm.data.tfdata import make_dataset, training_examples
+from tfrec_llm.data.tfdata import make_dataset, next_item_windows, training_examples
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.training.callbacks import FullRankingValidation
 
@@ -111,7 +111,8 @@ def train_two_tower(
     start = time.perf_counter()
     os.makedirs(model_dir, exist_ok=True)
     frame = split.train if fit_on == "train" else split.train_valid
-    examples = training_examples(frame, catalog, cfg.model.history_length)
+    make_examples = next_item_windows if cfg.model.objective == "next_item" else training_examples
+    examples = make_examples(frame, catalog, cfg.model.history_length)
     dataset = make_dataset(examples, cfg.train.batch_size, cfg.train.shuffle_buffer, seed=cfg.train.seed)
 
     model = build_model()

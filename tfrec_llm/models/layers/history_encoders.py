@@ -24,12 +24,13 @@ HISTORY_ENCODERS: Mapping[str, type[HistoryEncoder]] = MappingProxyType(
 )
 
 
-def build_history_encoder(name: str, **kwargs: Any) -> HistoryEncoder:
+def build_history_encoder(name: str, /, **kwargs: Any) -> HistoryEncoder:
     """Builds the history encoder called ``name`` with its constructor arguments.
 
     Args:
         name: One of ``HISTORY_ENCODERS`` (``mean``, ``cnn``, ``gru``, ``lstm``, ``attention``).
-        **kwargs: The encoder's constructor arguments (and base Layer arguments such as ``name``).
+        **kwargs: The encoder's constructor arguments (and base Layer arguments, ``name``
+            included: ``name`` is positional-only).
 
     Returns:
         The encoder layer.

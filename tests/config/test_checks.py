@@ -77,6 +77,32 @@ def test_defaults_are_valid():
             {"model": {"use_ids": False, "use_text": False, "use_categories": False}},
             r"candidate tower has no input\. Set at least one of them to true",
         ),
+        # model: the sequence fields
+        (
+            {"model": {"history_encoder": "foo"}},
+            r"model.history_encoder='foo'; expected one of \('mean', 'cnn', 'gru', 'lstm', 'attention'\)\. ",
+        ),
+        (
+            {"model": {"objective": "foo"}},
+            r"model.objective='foo'; expected one of \('interaction', 'next_item'\)\. See docs/sequence",
+        ),
+        ({"model": {"loss": "foo"}}, r"model.loss='foo'; expected one of \('in_batch', 'full_softmax'\)\. "),
+        ({"model": {"encoder_width": 0}}, r"model.encoder_width=0; expected an integer >= 1"),
+        ({"model": {"encoder_blocks": 0}}, r"model.encoder_blocks=0; expected an integer >= 1"),
+        ({"model": {"encoder_heads": 0}}, r"model.encoder_heads=0; expected an integer >= 1"),
+        (
+            {"model": {"encoder_width": 6, "encoder_heads": 4}},
+            r"model.encoder_width=6; expected a multiple of model.encoder_heads=4\. Each head gets",
+        ),
+        ({"model": {"encoder_dropout": 1.0}}, r"model.encoder_dropout=1.0; expected in \[0, 1\)\. "),
+        ({"model": {"encoder_dropout": -0.5}}, r"model.encoder_dropout=-0.5; expected in \[0, 1\)"),
+        ({"model": {"user_dropout": -0.1}}, r"model.user_dropout=-0.1; expected in \[0, 1\)\. It is"),
+        ({"model": {"user_dropout": 1.0}}, r"model.user_dropout=1.0; expected in \[0, 1\)"),
+        (
+            {"model": {"objective": "next_item", "use_history": False}},
+            r"model.objective='next_item'; expected interaction when model.use_history is false\. "
+            r"next_item trains the history encoder",
+        ),
         # train
         ({"train": {"model_dir": ""}}, r"train.model_dir=''; expected a folder"),
         ({"train": {"epochs": 0}}, r"train.epochs=0; expected an integer >= 1"),
@@ -133,6 +159,10 @@ def test_invalid_values_are_named_with_the_fix(values, message):
         {"train": {"monitor": "hr@50"}},
         {"text": {"template": "{title}", "max_length": 2, "fine_tune_layers": -1}},
         {"model": {"use_ids": False, "use_text": False, "use_categories": True, "l2": 0.0}},
+        {"model": {"history_encoder": "attention", "objective": "next_item", "loss": "full_softmax"}},
+        {"model": {"history_encoder": "mean", "objective": "next_item", "user_dropout": 0.0}},
+        {"model": {"encoder_width": 6, "encoder_heads": 3, "encoder_dropout": 0.0, "user_dropout": 0.99}},
+        {"model": {"use_history": False, "use_user_ids": False, "objective": "interaction"}},
         {"eval": {"baselines": []}},
         {"export": {"default_k": 100, "max_k": 100}},
         {"data": {"source": "jsonl", "path": "r.jsonl", "columns": {"user_id": "u", "item_id": "i"}}},

@@ -1,7 +1,9 @@
 """Every registered Keras class of tfrec_llm: config round trip and save/load in a fresh process.
 
 One case per class (two for ``ItemTower``: precomputed text table, and a fine-tuned BERT
-nested inside), built tiny, with the checks of ``tests/keras_testing.py``. All cases are saved
+nested inside; two for ``QueryTower``: mean pooling, and an attention history encoder with user
+dropout; two for ``TwoTowerModel``: the original model, and a next-item model whose query tower
+has a GRU encoder), built tiny, with the checks of ``tests/keras_testing.py``. All cases are saved
 first and reloaded by ONE new Python process, so the whole file costs one extra interpreter.
 ``test_every_registered_class_has_a_case`` reads the package source, so a new registered class
 without a case here fails.
@@ -149,6 +151,32 @@ def _query_tower(bert_dir: str, vocab: list[str]) -> Case:
     return tower, arguments, (features,)
 
 
+def _sequence_query_tower(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "num_users": 3,
+        "user_vocab_size": 3,
+        "profile_sizes": [2],
+        "embedding_dim": 4,
+        "history_encoder": {
+            "name": "attention",
+            "max_length": 3,
+            "num_blocks": 1,
+            "num_heads": 2,
+            "width": 4,
+        },
+        "user_dropout": 0.25,
+        "name": "sequence_queries",
+    }
+    tower = QueryTower(**arguments)
+    tower.set_tables(np.array([1, 2, 0, 0]), np.array([[0], [1], [1], [0]]))
+    features = {
+        "user": np.array([0, 2, 3], np.int32),
+        "history": np.random.default_rng(4).normal(size=(3, 3, 4)).astype(np.float32),
+        "history_mask": np.array([[False, True, True], [True, True, True], [False, False, False]]),
+    }
+    return tower, arguments, (features,)
+
+
 def _two_tower_model(bert_dir: str, vocab: list[str]) -> Case:
     arguments = {
         "item_tower": {
@@ -182,6 +210,36 @@ def _two_tower_model(bert_dir: str, vocab: list[str]) -> Case:
     return model, arguments, (features,)
 
 
+def _next_item_two_tower_model(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "item_tower": {
+            "num_items": 5,
+            "item_vocab_size": 4,
+            "embedding_dim": 4,
+            "use_text": False,
+            "use_categories": False,
+        },
+        "query_tower": {
+            "num_users": 2,
+            "user_vocab_size": 3,
+            "embedding_dim": 4,
+            "history_encoder": {"name": "gru", "units": 3, "dropout": 0.1},
+        },
+        "history_length": 3,
+        "objective": "next_item",
+        "loss": "full_softmax",
+        "name": "next_item_two_tower",
+    }
+    model = TwoTowerModel(**arguments)
+    model.item_tower.set_tables(np.array([1, 2, 3, 0, 1]))
+    model.query_tower.set_tables(np.array([1, 2, 0]))
+    features = {
+        "user": np.array([0, 1, 2], np.int32),
+        "history": np.array([[4, 1, 3], [-1, 2, 0], [-1, -1, -1]], np.int32),
+    }
+    return model, arguments, (features,)
+
+
 def _text_encoder(bert_dir: str, vocab: list[str]) -> Case:
     arguments = {
         "model_path": bert_dir,
@@ -205,7 +263,9 @@ CASES: dict[str, Callable[[str, list[str]], Case]] = {
     "ItemTower": _item_tower,
     "ItemTower/fine-tuned": _fine_tuned_item_tower,
     "QueryTower": _query_tower,
+    "QueryTower/attention": _sequence_query_tower,
     "TwoTowerModel": _two_tower_model,
+    "TwoTowerModel/next_item": _next_item_two_tower_model,
     "TextEncoder": _text_encoder,
 }
 

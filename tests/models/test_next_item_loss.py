@@ -1,0 +1,206 @@
+"""Tests for the TwoTowerModel objectives and losses against numpy references.
+
+The references rebuild every query with ``query_embedding`` (the tower's ``call``) on the
+history cut after each position, and every candidate with ``all_candidate_embeddings``, so they
+share no code with ``_next_item_loss`` / ``_softmax_loss`` beyond the towers themselves.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec_llm.errors import ConfigError
+from tfrec_llm.models.retrieval import TwoTowerModel
+
+NUM_ITEMS = 10
+LENGTH = 4
+DIM = 8
+ENCODERS = {
+    "gru": {"name": "gru", "units": 6, "dropout": 0.0},
+    "attention": {"name": "attention", "max_length": LENGTH, "num_blocks": 1, "num_heads": 2, "width": 6, "dropout": 0.0},
+    "mean": {"name": "mean"},
+}  # fmt: skip
+
+# Windows of LENGTH + 1 items, left-padded. Valid positions (input and target real): row 0 all
+# 4, row 1 three (item 5 twice), row 2 one (target 1, also row 0's first target: an accidental
+# hit), row 3 none.
+SEQUENCE = np.array(
+    [[0, 1, 2, 3, 4], [-1, 5, 6, 5, 7], [-1, -1, -1, 8, 1], [-1, -1, -1, -1, 9]],
+    np.int32,
+)
+USERS = np.array([0, 1, 2, 3], np.int32)  # 3 = the unknown user
+ITEM_SHARE = (np.arange(NUM_ITEMS) + 1) / (NUM_ITEMS * (NUM_ITEMS + 1) / 2)
+
+
+def _model(encoder, query_use_history=True, **kwargs):
+    """Ids-only towers with random weights."""
+    keras.utils.set_random_seed(0)
+    query = {"num_users": 3, "user_vocab_size": 4, "embedding_dim": DIM, "use_history": query_use_history}
+    if encoder is not None:
+        query["history_encoder"] = encoder
+    model = TwoTowerModel(
+        item_tower={
+            "num_items": NUM_ITEMS,
+            "item_vocab_size": NUM_ITEMS + 1,
+            "embedding_dim": DIM,
+            "use_text": False,
+            "use_categories": False,
+        },
+        query_tower=query,
+        history_length=LENGTH,
+        **kwargs,
+    )
+    model.item_tower.set_tables(np.arange(1, NUM_ITEMS + 1))
+    model.query_tower.set_tables(np.array([1, 2, 3, 0]))
+    model({"user": tf.constant([0]), "history": tf.constant([[0, 1, -1, 2]])})
+    model.candidate_embedding(tf.constant([0]))
+    rng = np.random.default_rng(3)
+    for weight in model.trainable_weights:
+        weight.assign(rng.normal(0.0, 0.5, size=weight.shape).astype(np.float32))
+    return model
+
+
+def _next_item_batch():
+    probability = np.where(SEQUENCE >= 0, ITEM_SHARE[np.maximum(SEQUENCE, 0)], 0.0).astype(np.float32)
+    return {
+        "user": tf.constant(USERS),
+        "sequence": tf.constant(SEQUENCE),
+        "sequence_probability": tf.constant(probability),
+    }
+
+
+def _reference_queries(model):
+    """[n, DIM] query of every valid position (``call`` on the cut history), targets, shares."""
+    queries, targets, shares = [], [], []
+    for row, sequence in enumerate(SEQUENCE):
+        for t in range(LENGTH):
+            if sequence[t] < 0 or sequence[t + 1] < 0:
+                continue
+            history = np.full((1, LENGTH), -1, np.int32)
+            history[0, LENGTH - 1 - t :] = sequence[: t + 1]
+            query = model.query_embedding(tf.constant(USERS[row : row + 1]), tf.constant(history))
+            queries.append(query.numpy()[0])
+            targets.append(sequence[t + 1])
+            shares.append(ITEM_SHARE[sequence[t + 1]])
+    assert len(targets) == 8
+    return np.array(queries), np.array(targets), np.array(shares)
+
+
+def _log_softmax(logits):
+    logits = logits - logits.max(axis=1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
+def _full_softmax(queries, targets, catalog, temperature):
+    """Mean cross-entropy over the whole catalog."""
+    log_p = _log_softmax(queries.astype(np.float64) @ catalog.T / temperature)
+    return -log_p[np.arange(len(targets)), targets].mean()
+
+
+def _in_batch(queries, targets, catalog, temperature, shares, hits):
+    """tfrs.tasks.Retrieval: in-batch logits, logQ, accidental hits masked, SUMMED cross-entropy."""
+    logits = queries.astype(np.float64) @ catalog[targets].T / temperature
+    if shares is not None:
+        logits = logits - np.log(np.clip(shares, 1e-6, 1.0))[None, :]
+    if hits:
+        same = targets[:, None] == targets[None, :]
+        np.fill_diagonal(same, False)
+        logits = np.where(same, logits - 1e30, logits)
+    return -np.trace(_log_softmax(logits))  # CategoricalCrossentropy(reduction=SUM)
+
+
+@pytest.mark.parametrize("encoder", ["gru", "attention", "mean"])
+def test_next_item_full_softmax_matches_numpy(encoder):
+    model = _model(ENCODERS[encoder], objective="next_item", loss="full_softmax", temperature=0.2)
+    queries, targets, _ = _reference_queries(model)
+    expected = _full_softmax(queries, targets, model.all_candidate_embeddings(), 0.2)
+    got = float(model.compute_loss(_next_item_batch(), training=False))
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("corrections", [True, False])
+@pytest.mark.parametrize("encoder", ["gru", "attention"])
+def test_next_item_in_batch_matches_the_tfrs_softmax(encoder, corrections):
+    model = _model(
+        ENCODERS[encoder],
+        objective="next_item",
+        loss="in_batch",
+        temperature=0.3,
+        logq_correction=corrections,
+        remove_accidental_hits=corrections,
+    )
+    queries, targets, shares = _reference_queries(model)
+    assert len(set(targets)) < len(targets), "the batch must hold an accidental hit"
+    catalog = model.all_candidate_embeddings()
+    expected = _in_batch(queries, targets, catalog, 0.3, shares if corrections else None, corrections)
+    got = float(model.compute_loss(_next_item_batch(), training=False))
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    # the corrections matter on this batch (else the case above would not test them)
+    plain = _in_batch(queries, targets, catalog, 0.3, None, False)
+    assert corrections == (abs(plain - expected) > 1e-3)
+
+
+def test_a_window_without_a_target_adds_nothing():
+    model = _model(ENCODERS["gru"], objective="next_item", loss="full_softmax")
+    batch = _next_item_batch()
+    base = float(model.compute_loss(batch))
+    # a row with no valid position adds nothing; nor do its probabilities
+    extra = {
+        "user": tf.constant([*USERS, 1]),
+        "sequence": tf.constant(np.vstack([SEQUENCE, [[-1, -1, -1, -1, 4]]]).astype(np.int32)),
+        "sequence_probability": tf.concat(
+            [batch["sequence_probability"], [[0.0, 0.0, 0.0, 0.0, 0.9]]], axis=0
+        ),
+    }
+    np.testing.assert_allclose(float(model.compute_loss(extra)), base, rtol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", [None, "gru"])
+def test_interaction_full_softmax_matches_numpy(encoder):
+    model = _model(None if encoder is None else ENCODERS[encoder], loss="full_softmax", temperature=0.25)
+    history = np.array([[-1, -1, 0, 1], [2, 3, 4, 5], [-1, -1, -1, -1], [-1, 7, 7, 8]], np.int32)
+    item = np.array([2, 6, 3, 2], np.int32)  # an accidental hit: full softmax ignores it
+    features = {
+        "user": tf.constant(USERS),
+        "history": tf.constant(history),
+        "item": tf.constant(item),
+        "item_probability": tf.constant(ITEM_SHARE[item].astype(np.float32)),
+    }
+    queries = model.query_embedding(tf.constant(USERS), tf.constant(history)).numpy()
+    expected = _full_softmax(queries, item, model.all_candidate_embeddings(), 0.25)
+    np.testing.assert_allclose(float(model.compute_loss(features)), expected, rtol=1e-4)
+    # the in-batch loss of the same model and batch is the TFRS softmax over the 4 positives
+    in_batch = _model(None if encoder is None else ENCODERS[encoder], temperature=0.25)
+    expected = _in_batch(queries, item, in_batch.all_candidate_embeddings(), 0.25, ITEM_SHARE[item], True)
+    np.testing.assert_allclose(float(in_batch.compute_loss(features)), expected, rtol=1e-4)
+
+
+def test_objective_and_loss_are_in_the_config():
+    model = _model(ENCODERS["gru"], objective="next_item", loss="full_softmax")
+    config = model.get_config()
+    assert (config["objective"], config["loss"]) == ("next_item", "full_softmax")
+    clone = TwoTowerModel.from_config(config)
+    assert (clone.objective, clone.loss_name) == ("next_item", "full_softmax")
+    # a config written before these fields existed builds the original model
+    old = {key: value for key, value in config.items() if key not in ("objective", "loss")}
+    old["query_tower"] = {k: v for k, v in config["query_tower"].items() if k != "history_encoder"}
+    rebuilt = TwoTowerModel.from_config(old)
+    assert (rebuilt.objective, rebuilt.loss_name, rebuilt.query_tower.encoder) == (
+        "interaction",
+        "in_batch",
+        None,
+    )
+
+
+def test_objective_and_loss_errors():
+    with pytest.raises(ConfigError, match="objective='next_item' needs a query tower with a history encoder"):
+        _model(None, objective="next_item")
+    with pytest.raises(ConfigError, match="objective='next_item' needs a query tower with a history encoder"):
+        _model(ENCODERS["gru"], objective="next_item", query_use_history=False)
+    with pytest.raises(
+        ConfigError, match=r"objective must be one of \('interaction', 'next_item'\), got 'foo'"
+    ):
+        _model(ENCODERS["gru"], objective="foo")
+    with pytest.raises(ConfigError, match=r"loss must be one of \('in_batch', 'full_softmax'\), got 'foo'"):
+        _model(ENCODERS["gru"], loss="foo")

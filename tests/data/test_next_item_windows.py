@@ -115,3 +115,20 @@ def test_windows_of_a_real_split_cover_every_training_transition(tiny_dataset):
     # and make_dataset batches these windows (no "item" key needed)
     batch = next(iter(make_dataset(windows, batch_size=8, seed=0)))
     assert batch["sequence"].shape == (8, width)
+
+
+def test_an_empty_frame_is_a_data_error_not_an_index_error():
+    frame = _frame([("a", "1"), ("a", "2")])
+    catalog = _catalog(frame)
+    with pytest.raises(DataError, match="no interactions"):
+        next_item_windows(frame.iloc[:0], catalog, history_length=2)
+
+
+def test_fewer_windows_than_a_batch_still_give_one_training_batch():
+    frame = _frame([("a", str(i)) for i in range(1, 8)])
+    windows = next_item_windows(frame, _catalog(frame), history_length=2)  # 2 windows
+    batches = list(make_dataset(windows, batch_size=128, seed=0))
+    assert len(batches) == 1 and batches[0]["sequence"].shape == (2, 3)
+    # With at least a batch of examples, the partial last batch is still dropped.
+    assert len(list(make_dataset(windows, batch_size=1, seed=0))) == 2
+    assert [b["x"].shape[0] for b in make_dataset({"x": np.arange(5)}, batch_size=2, seed=0)] == [2, 2]

@@ -91,6 +91,8 @@ def next_item_windows(
     """
     users, items = _indices(interactions, catalog)
     width = history_length + 1
+    if not len(users):
+        raise DataError("next_item_windows: no interactions to cut into training windows")
     # Position of each interaction counted from its user's last one (0 = most recent).
     starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]
     lengths = np.diff(np.r_[starts, len(users)])
@@ -136,11 +138,11 @@ def make_dataset(
     """Wraps example arrays as a shuffled, batched, prefetched ``tf.data.Dataset``.
 
     Each epoch reshuffles (deterministically for a given seed). The last partial batch is
-    dropped when shuffling, so every step has ``batch_size`` in-batch negatives.
+    dropped when shuffling, so every step has ``batch_size`` in-batch negatives, unless there
+    are fewer examples than ``batch_size`` (then the one batch holds them all).
     """
+    n = len(next(iter(examples.values())))
     ds = tf.data.Dataset.from_tensor_slices(examples)
     if shuffle:
-        ds = ds.shuffle(
-            min(shuffle_buffer, len(next(iter(examples.values())))), seed=seed, reshuffle_each_iteration=True
-        )
-    return ds.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
+        ds = ds.shuffle(min(shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size, drop_remainder=shuffle and n >= batch_size).prefetch(tf.data.AUTOTUNE)

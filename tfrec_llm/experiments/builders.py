@@ -44,7 +44,8 @@ def history_encoder_args(cfg: ModelConfig) -> dict[str, Any] | None:
 def query_encoder_args(cfg: ModelConfig) -> dict[str, Any]:
     """The query tower's history-encoder and user-dropout arguments (none for the defaults).
 
-    Omitted when unset, so the default model's config (and fingerprint) are unchanged.
+    Omitted when unset, so a mean-pooling model's Keras config is the one it had before
+    history encoders existed, and its saved weights load as they are.
     """
     args: dict[str, Any] = {}
     encoder = history_encoder_args(cfg)

@@ -9,7 +9,9 @@ and the TRAIN popularity used for users the model knows nothing about.
 Signature ``serving_default`` of the retrieval module:
     inputs:  user_id           string [batch]
              recent_item_ids   string [batch, n]  optional: appended to the stored history and
-                                                  excluded; default shape [0, 0] = none
+                                                  excluded ("" and unknown ids are skipped;
+                                                  the last history_length items are kept);
+                                                  default shape [0, 0] = none
              exclude_item_ids  string [batch, m]  optional: more items to exclude; default [0, 0]
              k                 int32 []           optional: default ``default_k``, capped at ``max_k``
     outputs: item_ids          string [batch, k]
@@ -137,7 +139,12 @@ class RetrievalModule(tf.Module):
         recent = self._optional_ids(recent_item_ids, batch, "recent_item_ids")
         exclude = self._optional_ids(exclude_item_ids, batch, "exclude_item_ids")
 
-        history = tf.concat([tf.gather(self.recent_table, users), recent], axis=1)[:, -self.history_length :]
+        history = tf.concat([tf.gather(self.recent_table, users), recent], axis=1)
+        # "" padding and unknown ids leave -1 holes: move the real items to the right end, in
+        # order, before keeping the last history_length, so the tower sees the left-padded
+        # history the Python model gets (holes would shift a causal encoder's positions).
+        order = tf.argsort(tf.cast(history >= 0, tf.int32), axis=1, stable=True)
+        history = tf.gather(history, order, batch_dims=1)[:, -self.history_length :]
         mask = history >= 0
         query = self.query_tower(
             {

@@ -52,7 +52,7 @@ from quality_plot import render_png  # noqa: E402
 from quality_report import headline, render_markdown, summary_table  # noqa: E402
 
 from tfrec_llm.atomic_io import write_bytes, write_json, write_text  # noqa: E402
-from tfrec_llm.config.choices import PROTOCOLS, VARIANT_NAMES, VARIANTS  # noqa: E402
+from tfrec_llm.config.choices import PROTOCOLS, VARIANT_NAMES, VARIANTS, variant_uses_text  # noqa: E402
 
 SCRIPT = "benchmarks/quality.py"
 
@@ -189,7 +189,7 @@ def run_protocol(
 
     ks = cfg.eval.ks
     start = time.perf_counter()
-    prepared = prepare(cfg, protocol, with_text=any(v != "id" for v in args.variants), dataset=dataset)
+    prepared = prepare(cfg, protocol, with_text=any(map(variant_uses_text, args.variants)), dataset=dataset)
     split = prepared.split
     log(
         f"[{protocol}] split ready in {time.perf_counter() - start:.1f} s: "

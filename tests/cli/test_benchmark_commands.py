@@ -43,7 +43,7 @@ def test_quality_options_parse_with_defaults_and_overrides() -> None:
     args = parser.parse_args([])
     assert args.benchmark == "quality" and callable(args.run)
     assert args.protocols == ["loo", "cold-items", "cold-users"]
-    assert args.variants == ["id", "text", "bert"]
+    assert args.variants == ["id", "text", "bert", "sasrec", "mean"]
     assert args.peers == ["ItemKNN", "EASE", "ALS", "BPR"]
     assert (args.out, args.model_dir, args.quick, args.refit, args.verbose) == (
         "benchmarks/results",

@@ -14,27 +14,37 @@ def test_splits_and_evaluator_use_the_same_lists():
     assert choices.METRICS == ("recall", "hr", "ndcg")
 
 
-def test_variants_name_the_candidate_tower_switches():
+def test_variants_are_config_overrides_that_build_valid_configs():
     assert dict(choices.VARIANT_NAMES) == {
         "id": "TwoTower-ID",
         "text": "TwoTower-TextOnly",
         "bert": "TwoTower-BERT",
+        "sasrec": "SASRec-style (ids)",
+        "mean": "TwoTower-BERT-MeanPool",
     }
-    assert {k: dict(v) for k, v in choices.VARIANTS.items()} == {
-        "id": {"use_ids": True, "use_text": False, "use_categories": False},
-        "text": {"use_ids": False, "use_text": True, "use_categories": True},
-        "bert": {"use_ids": True, "use_text": True, "use_categories": True},
-    }
-    for switches in choices.VARIANTS.values():
-        cfg = replace(ExperimentConfig(), **{f"model__{k}": v for k, v in switches.items()})
-        assert [getattr(cfg.model, k) for k in switches] == list(switches.values())
+    switches = {k: dict(v) for k, v in choices.VARIANTS.items()}
+    assert switches["id"] == {"model.use_ids": True, "model.use_text": False, "model.use_categories": False}
+    assert switches["text"] == {"model.use_ids": False, "model.use_text": True, "model.use_categories": True}
+    assert switches["bert"] == {"model.use_ids": True, "model.use_text": True, "model.use_categories": True}
+    # The SASRec-style peer: attention over ids only, no user features, full softmax.
+    assert switches["sasrec"]["model.history_encoder"] == "attention"
+    assert not switches["sasrec"]["model.use_text"] and not switches["sasrec"]["model.use_user_ids"]
+    assert switches["mean"]["model.history_encoder"] == "mean"
+    assert switches["mean"]["model.objective"] == "interaction"
+    for name, fields in choices.VARIANTS.items():
+        cfg = replace(ExperimentConfig(), **{k.replace(".", "__"): v for k, v in fields.items()})
+        for key, value in fields.items():
+            section, field = key.split(".")
+            assert getattr(getattr(cfg, section), field) == value, (name, key)
+        assert choices.variant_uses_text(name) == cfg.model.use_text
+    assert not choices.variant_uses_text("no-such-variant")
 
 
 def test_variants_are_read_only():
     with pytest.raises(TypeError):
         choices.VARIANTS["id"] = {}  # type: ignore[index]
     with pytest.raises(TypeError):
-        choices.VARIANTS["id"]["use_ids"] = False  # type: ignore[index]
+        choices.VARIANTS["id"]["model.use_ids"] = False  # type: ignore[index]
 
 
 def test_data_sources_are_movielens_then_generic():

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfrec_llm.cli import options
+from tfrec_llm.config.choices import variant_uses_text
 
 logger = logging.getLogger("tfrec_llm")
 
@@ -175,7 +176,9 @@ def recommend(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     users = [str(u) for u in args.user]
     answers = exp.recommend(users, args.k, args.variant)
-    print_recommendations(users, answers, exp.prepare("loo", with_text=args.variant != "id").titles)
+    print_recommendations(
+        users, answers, exp.prepare("loo", with_text=variant_uses_text(args.variant)).titles
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from tfrec_llm.cli import options
+from tfrec_llm.config.choices import variant_uses_text
 
 __all__ = ["add_subcommands", "tune_command"]
 
@@ -151,7 +152,7 @@ def tune_command(args: argparse.Namespace) -> int:
     else:
         if not is_distributed_worker():
             _print_space(cfg, tuner.search_dir, args.variant)
-        prepared = prepare(cfg, cfg.tune.protocol, with_text=args.variant != "id")
+        prepared = prepare(cfg, cfg.tune.protocol, with_text=variant_uses_text(args.variant))
         tuner.search(prepared, verbose=verbose)
         if is_distributed_worker():
             print(f"[{tuner.tuner_id}] no trials left; the chief writes the results")
@@ -170,7 +171,7 @@ def tune_command(args: argparse.Namespace) -> int:
     print(f"best trial {summary.best.trial_id}: {summary.objective} = {summary.best.score:.4f}")
     if args.retrain_best or args.compare_default:
         if prepared is None:
-            prepared = prepare(cfg, cfg.tune.protocol, with_text=args.variant != "id")
+            prepared = prepare(cfg, cfg.tune.protocol, with_text=variant_uses_text(args.variant))
         _retrain_and_compare(cfg, summary, prepared, args.variant, args.compare_default, verbose)
     if args.export_dir:
         from tfrec_llm.config import load_config

@@ -16,20 +16,64 @@ PROTOCOLS = ("loo", "cold-items", "cold-users")
 METRICS = ("recall", "hr", "ndcg")
 """Ranking metrics the evaluator reports, each as ``<metric>@<k>``."""
 
-_SWITCHES = {
-    "id": {"use_ids": True, "use_text": False, "use_categories": False},
-    "text": {"use_ids": False, "use_text": True, "use_categories": True},
-    "bert": {"use_ids": True, "use_text": True, "use_categories": True},
+_CANDIDATE_SWITCHES = {
+    "id": {"model.use_ids": True, "model.use_text": False, "model.use_categories": False},
+    "text": {"model.use_ids": False, "model.use_text": True, "model.use_categories": True},
+    "bert": {"model.use_ids": True, "model.use_text": True, "model.use_categories": True},
 }
-VARIANTS: Mapping[str, Mapping[str, bool]] = types.MappingProxyType(
-    {name: types.MappingProxyType(switches) for name, switches in _SWITCHES.items()}
+_VARIANTS: dict[str, dict[str, object]] = {
+    **_CANDIDATE_SWITCHES,
+    # The SASRec-style peer: the causal attention encoder over ids only (no text, categories,
+    # user ids or profile), trained on next-item windows with the full softmax; beside
+    # ``bert`` it shows what the text adds.
+    "sasrec": {
+        **_CANDIDATE_SWITCHES["id"],
+        "model.use_user_ids": False,
+        "model.use_profile": False,
+        "model.history_encoder": "attention",
+        "model.objective": "next_item",
+        "model.loss": "full_softmax",
+    },
+    # The original two-tower with its own training settings: user id, profile, mean-pooled
+    # history, one example per interaction, in-batch softmax.
+    "mean": {
+        **_CANDIDATE_SWITCHES["bert"],
+        "model.use_user_ids": True,
+        "model.use_profile": True,
+        "model.history_encoder": "mean",
+        "model.objective": "interaction",
+        "model.loss": "in_batch",
+        "model.temperature": 0.1,
+        "model.user_dropout": 0.0,
+        "train.batch_size": 512,
+        "train.learning_rate": 0.003,
+        "train.patience": 3,
+        "train.refit_on_train_valid": False,
+    },
+}
+VARIANTS: Mapping[str, Mapping[str, object]] = types.MappingProxyType(
+    {name: types.MappingProxyType(fields) for name, fields in _VARIANTS.items()}
 )
-"""Model variants compared in every report: the candidate-tower switches of each (read-only)."""
+"""Model variants compared in reports: each is a set of ``section.field`` overrides of the
+config (read-only). ``id``, ``text`` and ``bert`` switch the candidate tower's features and
+keep the rest of the config; ``sasrec`` and ``mean`` are fixed reference models."""
 
 VARIANT_NAMES: Mapping[str, str] = types.MappingProxyType(
-    {"id": "TwoTower-ID", "text": "TwoTower-TextOnly", "bert": "TwoTower-BERT"}
+    {
+        "id": "TwoTower-ID",
+        "text": "TwoTower-TextOnly",
+        "bert": "TwoTower-BERT",
+        "sasrec": "SASRec-style (ids)",
+        "mean": "TwoTower-BERT-MeanPool",
+    }
 )
 """Report name of each variant."""
+
+
+def variant_uses_text(variant: str) -> bool:
+    """Whether the model of ``variant`` reads the item text embeddings (unknown = False)."""
+    return bool(VARIANTS.get(variant, {}).get("model.use_text", False))
+
 
 MOVIELENS_SOURCES = ("movielens_100k", "movielens_100k_raw", "movielens_1m")
 """``data.source`` values with a fixed file layout (a folder of MovieLens files)."""
@@ -93,4 +137,5 @@ __all__ = [
     "UNTUNABLE_FIELDS",
     "VARIANTS",
     "VARIANT_NAMES",
+    "variant_uses_text",
 ]

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec_llm.config import ExperimentConfig
+from tfrec_llm.config.choices import variant_uses_text
 from tfrec_llm.data.schema import RecDataset
 from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
 from tfrec_llm.experiments.publish import export_variant
@@ -92,7 +93,7 @@ class Experiment:
         Returns:
             (model, info) with best_epoch, valid_metrics, epochs_run, train_seconds.
         """
-        prepared = self.prepare(protocol, with_text=variant != "id")
+        prepared = self.prepare(protocol, with_text=variant_uses_text(variant))
         return load_or_train(self.config, prepared, variant, retrain=retrain, verbose=self.verbose)
 
     def evaluate(
@@ -102,14 +103,14 @@ class Experiment:
         protocols = list(protocols or [self.config.eval.protocol])
         records, prepared = evaluate_protocols(self.config, protocols, variants, self.verbose)
         for protocol, value in prepared.items():
-            self._prepared.setdefault((protocol, any(v != "id" for v in variants)), value)
+            self._prepared.setdefault((protocol, any(map(variant_uses_text, variants))), value)
         return Evaluation(records, test_table(records))
 
     def export(
         self, variant: str = "bert", export_dir: str | None = None, version: int | None = None
     ) -> ExportResult:
         """Exports the ``loo`` model of ``variant`` for TF Serving (see ``experiments.publish``)."""
-        prepared = self.prepare("loo", with_text=variant != "id")
+        prepared = self.prepare("loo", with_text=variant_uses_text(variant))
         return export_variant(self.config, prepared, variant, export_dir, version, self.verbose)
 
     def recommend(self, users: Sequence[str], k: int = 10, variant: str = "bert") -> Recommendations:
@@ -118,7 +119,7 @@ class Experiment:
         An unknown user id gets the most popular unseen items (with a warning), as the served
         model does.
         """
-        prepared = self.prepare("loo", with_text=variant != "id")
+        prepared = self.prepare("loo", with_text=variant_uses_text(variant))
         model, _ = self.train(variant, "loo")
         histories = known_histories(prepared)
         export = self.config.export

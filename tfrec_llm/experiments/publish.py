@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 from tfrec_llm.config import ExperimentConfig
+from tfrec_llm.config.choices import variant_uses_text
 from tfrec_llm.experiments.prepare import Prepared, known_histories, text_model_path
 from tfrec_llm.experiments.runs import load_or_train
 from tfrec_llm.export.exporter import ExportResult, export_all
@@ -40,7 +41,7 @@ def export_variant(
         The published folders.
     """
     model, _ = load_or_train(cfg, prepared, variant, verbose=verbose)
-    uses_text = variant != "id"
+    uses_text = variant_uses_text(variant)
     return export_all(
         cfg,
         model,

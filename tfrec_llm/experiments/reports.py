@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfrec_llm.config import ExperimentConfig
-from tfrec_llm.config.choices import VARIANT_NAMES
+from tfrec_llm.config.choices import VARIANT_NAMES, variant_uses_text
 from tfrec_llm.data.splits import Split
 from tfrec_llm.evaluation.baselines import MostPopScorer, RandomScorer
 from tfrec_llm.evaluation.protocols import TASK_NAMES, Scorer, evaluate_all
@@ -83,7 +83,7 @@ def evaluate_protocols(
     records: list[dict[str, Any]] = []
     prepared_by_protocol: dict[str, Prepared] = {}
     for protocol in protocols:
-        prepared = prepare(cfg, protocol, with_text=any(v != "id" for v in variants), dataset=dataset)
+        prepared = prepare(cfg, protocol, with_text=any(map(variant_uses_text, variants)), dataset=dataset)
         prepared_by_protocol[protocol] = prepared
         scorers = baseline_scorers(cfg, prepared.split)
         fit_seconds: dict[str, float] = {}

@@ -75,14 +75,14 @@ def seed_everything(cfg: ExperimentConfig) -> None:
 
 
 def variant_config(cfg: ExperimentConfig, variant: str) -> ExperimentConfig:
-    """``cfg`` with the candidate-tower switches of ``variant`` (``id``, ``text``, ``bert``).
+    """``cfg`` with the overrides of ``variant`` (``tfrec_llm.config.choices.VARIANTS``).
 
     Raises:
         ConfigError: If ``variant`` is unknown.
     """
     if variant not in VARIANTS:
         raise ConfigError(f"variant={variant!r}; expected one of {sorted(VARIANTS)}")
-    return replace(cfg, **{f"model__{k}": v for k, v in VARIANTS[variant].items()})
+    return replace(cfg, **{key.replace(".", "__"): value for key, value in VARIANTS[variant].items()})
 
 
 def _text_inputs(

@@ -19,7 +19,7 @@ import numpy as np
 import tf_keras as keras
 
 from tfrec_llm.config import ExperimentConfig
-from tfrec_llm.config.choices import VARIANTS
+from tfrec_llm.config.choices import VARIANTS, variant_uses_text
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.experiments.prepare import Prepared
 from tfrec_llm.experiments.runs import train_variant
@@ -199,7 +199,7 @@ class TwoTowerTrials:
             raise ConfigError(
                 f"prepared.split.protocol={prepared.split.protocol!r} but tune.protocol={protocol!r}"
             )
-        if VARIANTS[self.variant]["use_text"] and prepared.text_embeddings is None:
+        if variant_uses_text(self.variant) and prepared.text_embeddings is None:
             raise ConfigError(f"variant {self.variant!r} needs text embeddings; prepare(..., with_text=True)")
         super().search(prepared, verbose=verbose)  # type: ignore[misc]
 

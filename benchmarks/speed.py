@@ -27,12 +27,18 @@ shared machine slows every contender alike. The machine and its load average are
 (c) Top-K latency of the exported retrieval SavedModel (``export_retrieval`` into a temporary
     folder, ``tf.saved_model.load``, the ``serving_default`` signature), batch 1 and 256, p50/p95.
     The model is built but not trained: the latency does not depend on the weight values.
+(d) The same latency for each history encoder of the query tower (``mean`` pooling, causal
+    ``attention``, ``gru``, ``lstm``, ``cnn``) at the default sizes, with recent items in every
+    request; untrained models again. ``--only encoder-latency`` runs (d) alone and writes
+    ``latency.json`` and ``latency.md`` instead of speed.json/.md.
 
 Modules: this script (options, the run, speed.md), ``speed_encoding.py`` (a), ``speed_training.py``
-(b) and (c), ``common.py`` and ``machine.py`` (shared with the other benchmarks).
+(b) and (c), ``speed_history.py`` (d), ``common.py`` and ``machine.py`` (shared with the other
+benchmarks).
 
 Usage:
-    python benchmarks/speed.py --out benchmarks/results     # ~15 min on 2 cores
+    python benchmarks/speed.py --out benchmarks/results     # ~20 min on 2 cores
+    python benchmarks/speed.py --only encoder-latency --out benchmarks/results
     python benchmarks/speed.py --quick --out /tmp/s --model-dir /tmp/s/runs
 """
 
@@ -51,6 +57,7 @@ common.setup_environment()  # before anything imports TensorFlow
 
 from machine import describe_machine, load_line, machine_line, provenance  # noqa: E402
 from speed_encoding import bench_encoding, matmul_gflops  # noqa: E402
+from speed_history import bench_history_encoders, render_history_section  # noqa: E402
 from speed_training import bench_latency, bench_training  # noqa: E402
 
 from tfrec_llm.atomic_io import write_json, write_text  # noqa: E402
@@ -58,6 +65,8 @@ from tfrec_llm.atomic_io import write_json, write_text  # noqa: E402
 SCRIPT = "benchmarks/speed.py"
 QUICK_OVERRIDES = ("train.batch_size=64", "model.history_length=10")
 """Config overrides of ``--quick`` (applied before the user's ``--set``)."""
+ONLY = ("encoder-latency",)
+"""Values of ``--only``: the sections that can run alone (each writes its own files)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rounds",
         type=int,
         default=None,
-        help="interleaved rounds per section (default 3 for (a) and (b), 200 for (c))",
+        help="interleaved rounds per section (default 3 for (a) and (b), 200 for (c) and (d))",
+    )
+    parser.add_argument(
+        "--only",
+        choices=ONLY,
+        default=None,
+        help="run one section alone: encoder-latency = (d), written to latency.json/.md",
     )
     parser.add_argument("--encode-batch-size", type=int, default=128, help="texts per forward pass in (a)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 96 texts, 2 rounds, few steps (CI)")
@@ -102,7 +117,7 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """speed.md: the tables of the three sections and the ratios."""
+    """speed.md: the tables of the four sections and the ratios."""
     m = report["matmul"]
     enc, train, lat = report["encoding"], report["training"], report["latency"]
     lines = [
@@ -159,12 +174,64 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{r['queries_per_second']:.0f} |"
         for r in lat["rows"]
     ]
+    if "encoder_latency" in report:  # reports written before (d) existed have none
+        lines += ["", *render_history_section(report["encoder_latency"])]
     lines += ["", "## Ratios", ""] + [f"- {k}: **{v:.2f}x**" for k, v in report["ratios"].items()]
     return "\n".join(lines) + "\n"
 
 
+def render_latency_markdown(report: dict[str, Any]) -> str:
+    """latency.md: section (d) alone, with the machine and the command."""
+    lines = [
+        "# Speed benchmark: history encoders in the exported retrieval model",
+        "",
+        f"- Machine: {machine_line(report['machine'])}; "
+        f"{load_line(report['machine']['load_average'], report['load_end'])}",
+        f"- Command: `{report['command']}` ({report['seconds']:.0f} s wall, {report['date']}).",
+        "",
+        *render_history_section(report["encoder_latency"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _write(out: Path, stem: str, report: dict[str, Any], markdown: str) -> None:
+    write_json(out / f"{stem}.json", report, indent=1, allow_nan=False)
+    write_text(out / f"{stem}.md", markdown)
+    print(markdown)
+
+
+def run_encoder_latency(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    """``--only encoder-latency``: section (d) alone; writes latency.json and latency.md."""
+    from tfrec_llm.experiments import prepare
+    from tfrec_llm.experiments.runs import seed_everything
+
+    started = time.perf_counter()
+    machine = describe_machine()
+    log = common.elapsed_logger(started)
+    cfg = common.build_config(args, QUICK_OVERRIDES)
+    seed_everything(cfg)
+    prepared = prepare(cfg, "loo", dataset=common.load_data(cfg, args.quick))
+    log(f"data: {prepared.catalog.num_items} items, {prepared.catalog.num_users} users")
+    section = bench_history_encoders(cfg, prepared, args.rounds or (3 if args.quick else 200))
+    log("encoder latency done")
+    report: dict[str, Any] = {
+        **provenance(SCRIPT, argv, machine),
+        "quick": args.quick,
+        "encoder_latency": section,
+    }
+    report["seconds"] = time.perf_counter() - started
+    _write(Path(args.out), "latency", report, render_latency_markdown(report))
+    log(f"wrote {Path(args.out) / 'latency.json'} and {Path(args.out) / 'latency.md'}")
+    return 0
+
+
 def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
-    """Runs the three sections; prints the tables and writes speed.json and speed.md."""
+    """Runs the four sections; prints the tables and writes speed.json and speed.md.
+
+    With ``--only encoder-latency`` it runs `run_encoder_latency` instead.
+    """
+    if args.only == "encoder-latency":
+        return run_encoder_latency(args, argv)
     from tfrec_llm.experiments import prepare
     from tfrec_llm.experiments.prepare import text_model_path
     from tfrec_llm.experiments.runs import seed_everything
@@ -198,6 +265,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     log("training done")
     latency = bench_latency(cfg, prepared, args.rounds or (10 if quick else 200))
     log("latency done")
+    encoder_latency = bench_history_encoders(cfg, prepared, args.rounds or (3 if quick else 200))
+    log("encoder latency done")
     matmul_end = matmul_gflops(enc_rounds * 3)
     report: dict[str, Any] = {
         **provenance(SCRIPT, argv, machine),
@@ -207,14 +276,12 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         "encoding": encoding,
         "training": training,
         "latency": latency,
+        "encoder_latency": encoder_latency,
     }
     report["ratios"] = ratios(report)
     report["seconds"] = time.perf_counter() - started
-    markdown = render_markdown(report)
     out = Path(args.out)
-    write_json(out / "speed.json", report, indent=1, allow_nan=False)
-    write_text(out / "speed.md", markdown)
-    print(markdown)
+    _write(out, "speed", report, render_markdown(report))
     log(f"wrote {out / 'speed.json'} and {out / 'speed.md'}")
     return 0
 

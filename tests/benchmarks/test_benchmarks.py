@@ -42,7 +42,7 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bench_runs")
 
 
-def _run_script(script: str, out: Path, runs: Path) -> subprocess.CompletedProcess[str]:
+def _run_script(script: str, out: Path, runs: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
         [
@@ -54,7 +54,8 @@ def _run_script(script: str, out: Path, runs: Path) -> subprocess.CompletedProce
             "--model-dir",
             str(runs),
         ]
-        + (["--quiet"] if script == "quality.py" else []),
+        + (["--quiet"] if script == "quality.py" else [])
+        + list(extra),
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -108,9 +109,59 @@ def test_speed_quick_writes_json_with_every_section(tmp_path: Path, runs_dir: Pa
     assert set(latency) == {1, 256}
     assert all(0 < r["p50_ms"] <= r["p95_ms"] for r in latency.values())
     assert len(report["ratios"]) == 5 and all(v > 0 for v in report["ratios"].values())
+    _check_encoder_latency(report["encoder_latency"])
     markdown = (tmp_path / "speed.md").read_text(encoding="utf-8")
     assert "| contender | texts/s |" in markdown and "## Ratios" in markdown
+    assert "## (d) History encoders" in markdown
     assert "## Ratios" in result.stdout
+    assert not (tmp_path / "latency.json").exists()  # (d) alone writes latency.*, not a full run
+
+
+def _check_encoder_latency(section: dict) -> None:
+    """Section (d): every encoder at batch 1 and 256, the quick sizes, mean as the baseline."""
+    encoders = ["mean", "attention", "gru", "lstm", "cnn"]
+    assert list(section["models"]) == encoders
+    assert [(r["encoder"], r["batch"]) for r in section["rows"]] == [
+        (e, b) for e in encoders for b in (1, 256)
+    ]
+    assert all(0 < r["p50_ms"] <= r["p95_ms"] for r in section["rows"])
+    assert all(r["p50_vs_mean"] == 1.0 for r in section["rows"] if r["encoder"] == "mean")
+    # the quick run keeps the default sizes except history_length (QUICK_OVERRIDES)
+    assert section["sizes"] == {
+        "embedding_dim": 64,
+        "history_length": 10,
+        "encoder_width": 64,
+        "encoder_blocks": 2,
+        "encoder_heads": 2,
+    }
+    assert section["trained"] is False and section["catalog_items"] > 0
+    params = {name: m["encoder_parameters"] for name, m in section["models"].items()}
+    assert params["mean"] == 0 and all(params[e] > 0 for e in encoders[1:])
+    # GRU 64 -> 64: 3 gates x (64*64 input + 64*64 recurrent + 2*64 biases, reset_after) = 24960
+    assert params["gru"] == 3 * (64 * 64 + 64 * 64 + 2 * 64)
+    assert params["lstm"] == 4 * (64 * 64 + 64 * 64 + 64)
+
+
+def test_speed_only_encoder_latency_writes_latency_files(tmp_path: Path, runs_dir: Path) -> None:
+    result = _run_script("speed.py", tmp_path, runs_dir, "--only", "encoder-latency")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latency.json", "latency.md"]
+    report = json.loads((tmp_path / "latency.json").read_text(encoding="utf-8"))
+    assert {"machine", "command", "date", "load_end", "seconds", "encoder_latency"} <= set(report)
+    assert report["machine"]["cpu"] and "--only encoder-latency" in report["command"]
+    _check_encoder_latency(report["encoder_latency"])
+    markdown = (tmp_path / "latency.md").read_text(encoding="utf-8")
+    assert "Machine:" in markdown and "Untrained models" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| encoder | encoder params | SavedModel MB | b1 p50 ms |")
+    assert [line.split(" | ")[0] for line in table[1:]] == [
+        "| mean",
+        "| attention",
+        "| gru",
+        "| lstm",
+        "| cnn",
+    ]
+    assert "## (d) History encoders" in result.stdout
 
 
 # ------------------------------------------------------------------ helpers, no subprocess
@@ -130,6 +181,42 @@ def test_ours_widths_sorts_then_rounds_each_batch_up_to_eight(bench) -> None:
     assert encoding.ours_widths([3, 10, 17, 9], 2, 64) == [(2, 16), (2, 24)]
     # Never wider than max(longest, max_length): 13 rounded up would be 16 > max_length 14.
     assert encoding.ours_widths([13], 8, 14) == [(1, 14)]
+
+
+def test_history_section_renders_one_row_per_encoder(bench) -> None:
+    history = bench("speed_history")
+    rows = [
+        {"encoder": e, "batch": b, "p50_ms": p50, "p95_ms": p50 + 1, "queries_per_second": 1000 * b / p50,
+         "p50_vs_mean": ratio, "calls": 7}
+        for e, b, p50, ratio in [("mean", 1, 2.0, 1.0), ("mean", 8, 4.0, 1.0), ("gru", 1, 3.0, 1.5),
+                                 ("gru", 8, 10.0, 2.5)]
+    ]  # fmt: skip
+    models = {
+        "mean": {"encoder_parameters": 0, "saved_model_mb": 1.04},
+        "gru": {"encoder_parameters": 24960, "saved_model_mb": 2.5},
+    }
+    sizes = {
+        "embedding_dim": 64,
+        "history_length": 50,
+        "encoder_width": 64,
+        "encoder_blocks": 2,
+        "encoder_heads": 2,
+    }
+    section = {
+        "k": 10,
+        "catalog_items": 1682,
+        "recent_items": 5,
+        "sizes": sizes,
+        "models": models,
+        "rows": rows,
+    }
+    lines = history.render_history_section(section)
+    assert "top-10 of 1682 items" in lines[0] and "median of 7 interleaved calls" in lines[2]
+    assert lines[-3:] == [
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mean | 0 | 1.0 | 2.00 | 3.00 | 1.00x | 4.00 | 5.00 | 1.00x | 2000 |",
+        "| gru | 24,960 | 2.5 | 3.00 | 4.00 | 1.50x | 10.00 | 11.00 | 2.50x | 800 |",
+    ]
 
 
 def test_time_calls_rotates_the_starting_contender(bench) -> None:

@@ -183,6 +183,22 @@ def test_query_prints_rankings_from_a_running_server(tmp_path, capsys, retrieval
         )
         assert query_command(rest_args) == 0
         rest_out = capsys.readouterr().out
+        recent_args = parser.parse_args(
+            ["query", "--host", "127.0.0.1", "--port", str(server.grpc_port), "--k", "2"]
+            + ["--user", "1", "--user", "new", "--recent-items", " 30"]
+        )
+        assert query_command(recent_args) == 0
+        recent_out = capsys.readouterr().out
+    # by hand: the recent item 30 gains the fixture's bonus 0.25 for both users; the unknown
+    # user has base scores 0, so 30 leads and the tie between the others goes to the lower index
+    assert recent_out.splitlines() == [
+        "user 1:",
+        "    1.       10    10.9000",
+        "    2.       30    10.7500",
+        "user new:",
+        "    1.       30    10.2500",
+        "    2.       10    10.0000",
+    ]
     # by hand: user 1's two best items are 10 (0.9 + 10) and 50 (0.7 + 10)
     assert grpc_out.splitlines() == [
         "user 1:",
@@ -268,3 +284,9 @@ def test_serve_in_a_subprocess_answers_both_apis_and_stops_on_ctrl_c(tmp_path, r
             proc.kill()
             proc.wait()
     assert _port_is_free(grpc_port) and _port_is_free(rest_port)
+
+
+def test_recent_items_must_not_hold_an_empty_id(capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["query", "--user", "1", "--recent-items", "30,,40"])
+    assert "empty id" in capsys.readouterr().err

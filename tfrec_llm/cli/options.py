@@ -76,6 +76,14 @@ def variant_list(value: str) -> list[str]:
     return _names(value, sorted(VARIANTS), "variant")
 
 
+def comma_list(value: str) -> list[str]:
+    """Comma-separated ids (an argparse ``type``): surrounding spaces dropped, none empty."""
+    ids = [part.strip() for part in value.split(",")]
+    if not all(ids):
+        raise argparse.ArgumentTypeError(f"{value!r}: empty id in the comma-separated list")
+    return ids
+
+
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """The config of ``--config`` with the ``--set`` overrides and ``--model-dir``."""
     cfg = load_config(args.config, args.overrides)

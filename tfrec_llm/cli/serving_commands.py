@@ -100,6 +100,15 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--model-name", default="retrieval", help="model name (default retrieval)")
     p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
     p.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    p.add_argument(
+        "--recent-items",
+        type=options.comma_list,
+        default=None,
+        metavar="ID,ID,...",
+        help="item ids the user(s) just interacted with, oldest first: appended to the stored "
+        "history of a known user, the whole history of an unknown one (a logged-out session); "
+        "the sequence encoder reads them and they are not recommended again",
+    )
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     p.add_argument(
         "--timeout",
@@ -193,7 +202,8 @@ def query_command(args: argparse.Namespace) -> int:
         from tfrec_llm.serving.grpc_client import GrpcClient
 
         client = GrpcClient(args.host, args.port or 8500, args.model_name, timeout_s=args.timeout)
-    answers = client.recommend(args.user, k=args.k)
+    recent = None if args.recent_items is None else [args.recent_items] * len(args.user)
+    answers = client.recommend(args.user, k=args.k, recent_item_ids=recent)
     titles = _titles(args.titles_from_dataset) if args.titles_from_dataset else {}
     for user, answer in zip(args.user, answers, strict=True):
         print(f"user {user}:")

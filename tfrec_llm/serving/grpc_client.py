@@ -326,7 +326,8 @@ class GrpcClient:
             k: Items per user (the model caps it at its ``k_max``).
             batch_size: Users per Predict request.
             exclude_item_ids: Per user, item ids to leave out (padded with ``""``).
-            recent_item_ids: Per user, recent item ids replacing the stored history.
+            recent_item_ids: Per user, recent item ids: appended to the history the model stores
+                for a known user (the whole history of an unknown one), and excluded.
 
         Returns:
             One list of ``(item_id, score)`` per user, best first.

@@ -6,18 +6,33 @@ for every model (docs/evaluation.md):
 * baselines: Random, MostPop;
 * peers (``tfrec_llm.evaluation.peers``): ItemKNN, EASE (lambda tuned on VALID), implicit ALS
   and BPR (small grids on VALID), each picked by VALID NDCG@10;
-* ours: the two-tower variants ``id`` (ids only), ``text`` (text + categories, no ids) and
-  ``bert`` (ids + text + categories), trained with the config's defaults and early stopping on
-  VALID NDCG@10 (``tfrec_llm.experiments.load_or_train``), scored with ``TwoTowerScorer``.
+* ours: the two-tower variants (``tfrec_llm.config.choices.VARIANTS``) ``id`` (ids only),
+  ``text`` (text + categories, no ids), ``bert`` (ids + text + categories, the config's history
+  encoder), ``sasrec`` (the SASRec-style peer: attention over ids only, no text, so the text's
+  contribution shows beside ``bert``) and ``mean`` (the original mean-pooling two-tower), trained
+  with early stopping on VALID NDCG@10 (``tfrec_llm.experiments.load_or_train``), scored with
+  ``TwoTowerScorer``;
+* one row per history encoder (``--encoders``, under protocols A and C only): the ``bert``
+  variant with ``model.history_encoder=<encoder>`` and everything else from the config, named
+  ``TwoTower-BERT/<encoder>``. A model whose config equals one already trained in this run
+  (e.g. the encoder the config itself names, the ``bert`` row) is not trained again: its row
+  repeats that model's records and says so in quality.md;
+* hidden user ids (A and C): every two-tower model is evaluated a second time with
+  ``TwoTowerScorer(..., hide_user_ids=True)``, every user scored as unknown so that the history
+  alone makes the query; row ``<model> (hidden ids)``, records with ``user_ids: "hidden"``. No
+  extra training.
 
 Every model is fit on TRAIN and evaluated on TEST with TRAIN+VALID histories (no refit on
 TRAIN+VALID, for anyone); ``--refit`` refits the peers on TRAIN+VALID with the chosen
-hyperparameters and sets ``train.refit_on_train_valid=true`` for the two-tower. Every model
-gets a row under every protocol: ID-only models cannot know cold items (B) and show it.
+hyperparameters and sets ``train.refit_on_train_valid=true`` for the two-tower. Every model but
+the encoder rows gets a row under every protocol: ID-only models cannot know cold items (B) and
+show it.
 
 Outputs in ``--out``: ``quality.json`` (the records of ``tfrec-llm evaluate --json``, plus
-``fit_seconds`` and, for peers, the chosen ``params``), ``quality.md`` (tables with fit and eval
-seconds, the machine and the command) and ``quality.png`` (bar chart).
+``fit_seconds``, ``family``, for peers the chosen ``params``, for two-tower rows ``variant``,
+``history_encoder``, ``row`` (``variant`` or ``encoder``) and ``user_ids`` (``known`` or
+``hidden``)), ``quality.md`` (tables with fit and eval seconds, known vs hidden user ids, the
+machine and the command) and ``quality.png`` (bar chart, known user ids).
 
 Trained two-tower models are cached in ``<model-dir>/<protocol>/<variant>-<config hash>``
 (``common.cached_run_dir``); a changed config (e.g. new defaults) gets a new folder, so no stale
@@ -28,8 +43,11 @@ VALID), ``quality_report.py`` (tables, quality.md), ``quality_plot.py`` (quality
 ``common.py`` and ``machine.py`` (shared with the other benchmarks).
 
 Usage:
-    python benchmarks/quality.py --out benchmarks/results            # full run (~1 h on 2 cores)
-    python benchmarks/quality.py --quick --out /tmp/q --model-dir /tmp/q/runs   # ~2 min smoke
+    python benchmarks/quality.py --out benchmarks/results            # full run (hours on 2 cores:
+    # 5 variants x 3 protocols + 5 encoders x 2; run --protocols side by side, then --merge)
+    python benchmarks/quality.py --quick --out /tmp/q --model-dir /tmp/q/runs   # smoke run
+    python benchmarks/quality.py --quick --encoders gru --out /tmp/q --model-dir /tmp/q/runs
+    python benchmarks/quality.py --variants bert --encoders none --protocols loo
 """
 
 from __future__ import annotations
@@ -49,12 +67,24 @@ common.setup_environment()  # before anything imports TensorFlow
 from machine import command_line, describe_machine, provenance  # noqa: E402
 from quality_peers import PEERS, tuned_peer  # noqa: E402
 from quality_plot import render_png  # noqa: E402
-from quality_report import headline, render_markdown, summary_table  # noqa: E402
+from quality_report import HIDDEN_SUFFIX, headline, render_markdown, summary_table  # noqa: E402
 
 from tfrec_llm.atomic_io import write_bytes, write_json, write_text  # noqa: E402
-from tfrec_llm.config.choices import PROTOCOLS, VARIANT_NAMES, VARIANTS, variant_uses_text  # noqa: E402
+from tfrec_llm.config.choices import (  # noqa: E402
+    HISTORY_ENCODERS,
+    PROTOCOLS,
+    VARIANT_NAMES,
+    VARIANTS,
+    variant_uses_text,
+)
 
 SCRIPT = "benchmarks/quality.py"
+
+ENCODER_PROTOCOLS = ("loo", "cold-users")
+"""Protocols (A, C) with the per-encoder rows and the hidden-user-id rows."""
+
+ENCODER_VARIANT = "bert"
+"""The variant the per-encoder rows override ``model.history_encoder`` of."""
 
 QUICK_OVERRIDES = (
     "train.epochs=1",
@@ -78,6 +108,16 @@ def _csv(choices: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
+def _encoders(value: str) -> list[str]:
+    """``--encoders``: a comma list of ``HISTORY_ENCODERS``, or ``none``."""
+    return [] if value.strip() == "none" else _csv(HISTORY_ENCODERS)(value)
+
+
+def encoder_row_name(encoder: str) -> str:
+    """``TwoTower-BERT/<encoder>``: the name of a per-encoder row."""
+    return f"{VARIANT_NAMES[ENCODER_VARIANT]}/{encoder}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options of this benchmark (shared by the script and ``tfrec-llm benchmark``)."""
     common.add_config_arguments(
@@ -97,6 +137,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_csv(tuple(VARIANTS)),
         default=list(VARIANTS),
         help=f"two-tower variants (default: {','.join(VARIANTS)})",
+    )
+    parser.add_argument(
+        "--encoders",
+        type=_encoders,
+        default=list(HISTORY_ENCODERS),
+        help="history encoders, one extra row each under A and C: the bert variant with "
+        f"model.history_encoder=<encoder> ('none' for no such rows; default: {','.join(HISTORY_ENCODERS)})",
     )
     parser.add_argument(
         "--peers",
@@ -160,13 +207,17 @@ def _baselines(cfg: Any, split: Any, refit: bool) -> list[tuple[Any, float]]:
 
 
 def two_tower(
-    cfg: Any, prepared: Any, variant: str, tag: str, retrain: bool, verbose: int
+    cfg: Any, prepared: Any, variant: str, name: str, tag: str, retrain: bool, verbose: int
 ) -> tuple[Any, dict[str, Any]]:
-    """Loads or trains one two-tower variant in its cache folder; returns (scorer, info)."""
+    """Loads or trains one two-tower variant in its cache folder; returns (scorer, info).
+
+    The cache folder is keyed by the hash of ``cfg`` with the variant's overrides
+    (``common.cached_run_dir``), so an encoder row's config gets its own folder.
+    """
     from tfrec_llm.models.scorer import TwoTowerScorer
 
     model, info = common.load_or_train_cached(cfg, prepared, variant, tag, retrain=retrain, verbose=verbose)
-    scorer = TwoTowerScorer(model, prepared.catalog, name=VARIANT_NAMES[variant])
+    scorer = TwoTowerScorer(model, prepared.catalog, name=name)
     return scorer, {
         "fit_seconds": float(info["train_seconds"]),
         "model_dir": info["model_dir"],
@@ -174,6 +225,33 @@ def two_tower(
         "best_epoch": info["best_epoch"],
         "epochs_run": info["epochs_run"],
     }
+
+
+def two_tower_rows(cfg: Any, args: argparse.Namespace, protocol: str) -> list[dict[str, Any]]:
+    """The two-tower rows under ``protocol``: every ``--variants`` entry, then (A and C only)
+    one row per ``--encoders`` entry, the ``bert`` variant with that history encoder.
+
+    Returns:
+        One dict per row: ``name``, ``cfg`` (the config to train with, before the variant's
+        overrides), ``variant``, ``row`` (``variant`` or ``encoder``) and ``history_encoder``.
+    """
+    from tfrec_llm.config import replace
+    from tfrec_llm.experiments import variant_config
+
+    rows = [{"name": VARIANT_NAMES[v], "cfg": cfg, "variant": v, "row": "variant"} for v in args.variants]
+    if protocol in ENCODER_PROTOCOLS:
+        rows += [
+            {
+                "name": encoder_row_name(encoder),
+                "cfg": replace(cfg, model__history_encoder=encoder),
+                "variant": ENCODER_VARIANT,
+                "row": "encoder",
+            }
+            for encoder in args.encoders
+        ]
+    for row in rows:
+        row["history_encoder"] = variant_config(row["cfg"], row["variant"]).model.history_encoder
+    return rows
 
 
 def run_protocol(
@@ -186,10 +264,13 @@ def run_protocol(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every model under one protocol; returns (records, details for the report)."""
     from tfrec_llm.experiments import prepare, timed_records
+    from tfrec_llm.models.scorer import TwoTowerScorer
 
     ks = cfg.eval.ks
+    rows = two_tower_rows(cfg, args, protocol)
+    with_text = any(variant_uses_text(row["variant"]) for row in rows)
     start = time.perf_counter()
-    prepared = prepare(cfg, protocol, with_text=any(map(variant_uses_text, args.variants)), dataset=dataset)
+    prepared = prepare(cfg, protocol, with_text=with_text, dataset=dataset)
     split = prepared.split
     log(
         f"[{protocol}] split ready in {time.perf_counter() - start:.1f} s: "
@@ -204,22 +285,26 @@ def run_protocol(
     }
     records: list[dict[str, Any]] = []
 
-    def add(scorer: Any, family: str, info: dict[str, Any]) -> None:
+    def log_row(name: str, new: list[dict[str, Any]], fit_seconds: float, note: str = "") -> None:
+        test10 = {r["metric"]: r["value"] for r in new if r["split"] == "test" and r["k"] == 10}
+        log(
+            f"[{protocol}] {name:18s} TEST ndcg@10 {test10.get('ndcg', float('nan')):.4f} "
+            f"recall@10 {test10.get('recall', float('nan')):.4f} (fit {fit_seconds:.1f} s){note}"
+        )
+
+    def add(scorer: Any, family: str, info: dict[str, Any], **fields: Any) -> list[dict[str, Any]]:
         new = timed_records([scorer], split, ks, {scorer.name: info["fit_seconds"]})
         for record in new:
-            record["family"] = family
+            record.update(family=family, **fields)
             if "params" in info:
                 record.update(params=info["params"], tune_seconds=info["tune_seconds"])
         records.extend(new)
-        test10 = {r["metric"]: r["value"] for r in new if r["split"] == "test" and r["k"] == 10}
         details["models"][scorer.name] = {
             **info,
             "eval_seconds": sum(r["eval_seconds"] for r in new if r["metric"] == "ndcg" and r["k"] == ks[0]),
         }
-        log(
-            f"[{protocol}] {scorer.name:18s} TEST ndcg@10 {test10.get('ndcg', float('nan')):.4f} "
-            f"recall@10 {test10.get('recall', float('nan')):.4f} (fit {info['fit_seconds']:.1f} s)"
-        )
+        log_row(scorer.name, new, info["fit_seconds"])
+        return new
 
     for scorer, fit_seconds in _baselines(cfg, split, args.refit):
         add(scorer, "baseline", {"fit_seconds": fit_seconds})
@@ -227,9 +312,30 @@ def run_protocol(
         scorer, info = tuned_peer(name, split, args.quick, args.refit)
         add(scorer, "peer", info)
     verbose = 0 if args.quiet else 2
-    for variant in args.variants:
-        scorer, info = two_tower(cfg, prepared, variant, tag, args.retrain, verbose)
-        add(scorer, "tfrec_llm", info)
+    done: dict[str, tuple[str, list[dict[str, Any]]]] = {}  # config hash -> (first row, records)
+    for row in rows:
+        name = row["name"]
+        fields = {k: row[k] for k in ("variant", "history_encoder", "row")}
+        key = common.config_hash(row["cfg"], row["variant"], tag)
+        if key in done:  # the same config as an earlier row: its model, not trained again
+            first, earlier = done[key]
+            for record in earlier:
+                suffix = HIDDEN_SUFFIX if record["user_ids"] == "hidden" else ""
+                records.append({**record, **fields, "model": name + suffix})
+                info = {**details["models"][record["model"]], "same_model_as": first + suffix}
+                details["models"][name + suffix] = {**info, **({"hidden_ids_of": name} if suffix else {})}
+            known = [r for r in earlier if r["user_ids"] == "known"]
+            log_row(name, known, known[0]["fit_seconds"], f": the model of {first} (same config)")
+            continue
+        scorer, info = two_tower(row["cfg"], prepared, row["variant"], name, tag, args.retrain, verbose)
+        new = add(scorer, "tfrec_llm", info, **fields, user_ids="known")
+        if protocol in ENCODER_PROTOCOLS:
+            hidden = TwoTowerScorer(
+                scorer.model, prepared.catalog, name=name + HIDDEN_SUFFIX, hide_user_ids=True
+            )
+            info = {"fit_seconds": info["fit_seconds"], "hidden_ids_of": name}
+            new = new + add(hidden, "tfrec_llm", info, **fields, user_ids="hidden")
+        done[key] = (name, new)
     return records, details
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,10 @@ MODELS = (
     "TwoTower-ID",
     "TwoTower-TextOnly",
     "TwoTower-BERT",
+    "SASRec-style (ids)",
+    "TwoTower-BERT-MeanPool",
 )
+TWO_TOWER = MODELS[6:]
 PROTOCOLS = ("loo", "cold-items", "cold-users")
 
 
@@ -68,7 +72,7 @@ def _run_script(script: str, out: Path, runs: Path, *extra: str) -> subprocess.C
 
 
 def test_quality_quick_writes_json_markdown_and_png(tmp_path: Path, runs_dir: Path) -> None:
-    result = _run_script("quality.py", tmp_path, runs_dir)
+    result = _run_script("quality.py", tmp_path, runs_dir, "--encoders", "gru")
 
     raw = json.loads((tmp_path / "quality.json").read_text(encoding="utf-8"))
     assert isinstance(raw, list) and raw
@@ -77,8 +81,12 @@ def test_quality_quick_writes_json_markdown_and_png(tmp_path: Path, runs_dir: Pa
         assert math.isfinite(record["value"]) and 0.0 <= record["value"] <= 1.0
     assert len(read_json(tmp_path / "quality.json")) == len(raw)  # the evaluate --json format
     cells = {(r["model"], r["protocol"]) for r in raw if r["split"] == "test" and r["metric"] == "ndcg"}
-    assert cells == {(model, protocol) for model in MODELS for protocol in PROTOCOLS}
+    a_and_c = ("loo", "cold-users")
+    gru = "TwoTower-BERT/gru"
+    hidden = {(f"{model} (hidden ids)", p) for model in (*TWO_TOWER, gru) for p in a_and_c}
+    assert cells == {(m, p) for m in MODELS for p in PROTOCOLS} | {(gru, p) for p in a_and_c} | hidden
     assert {r["k"] for r in raw} == {10, 50}
+    _check_encoder_and_hidden_rows(raw)
 
     markdown = (tmp_path / "quality.md").read_text(encoding="utf-8")
     assert (
@@ -86,8 +94,39 @@ def test_quality_quick_writes_json_markdown_and_png(tmp_path: Path, runs_dir: Pa
     )
     assert "|---|" in markdown and "Machine:" in markdown and "cores" in markdown
     assert all(f"| {model} |" in markdown for model in MODELS)
+    summary = next(line for line in markdown.splitlines() if line.startswith(f"| {gru} | "))
+    cells = summary.split(" | ")  # model, A ndcg, A recall, B ndcg, B recall, C ..., fit s, eval s
+    assert cells[3:5] == ["-", "-"] and re.fullmatch(r"\d+\.\d/-/\d+\.\d", cells[7])  # no B row
+    assert "## Known vs hidden user ids (TEST NDCG@10)" in markdown
+    assert "| model | encoder | A known | A hidden | A hidden vs known | C known | C hidden |" in markdown
+    assert f"| {gru} | gru | " in markdown and "| SASRec-style (ids) | attention | " in markdown
     assert (tmp_path / "quality.png").read_bytes()[:8] == PNG_MAGIC
     assert "TwoTower-BERT" in result.stdout
+
+
+def _check_encoder_and_hidden_rows(raw: list[dict]) -> None:
+    """The gru row and the hidden-id twins: fields, fit seconds, sasrec unchanged by hiding."""
+    by_cell = {(r["model"], r["protocol"], r["split"], r["metric"], r["k"]): r for r in raw}
+    gru = [r for r in raw if r["model"] == "TwoTower-BERT/gru"]
+    assert {(r["variant"], r["history_encoder"], r["row"], r["user_ids"]) for r in gru} == {
+        ("bert", "gru", "encoder", "known")
+    }
+    assert all(r["fit_seconds"] > 0 for r in gru)
+    twins = [r for r in raw if r.get("user_ids") == "hidden"]
+    assert twins and all(r["model"].endswith(" (hidden ids)") for r in twins)
+    for twin in twins:
+        known = by_cell[
+            (
+                twin["model"].removesuffix(" (hidden ids)"),
+                *[twin[f] for f in ("protocol", "split", "metric", "k")],
+            )
+        ]
+        assert known["user_ids"] == "known" and known["fit_seconds"] == twin["fit_seconds"] > 0
+        assert (twin["variant"], twin["history_encoder"]) == (known["variant"], known["history_encoder"])
+        if known["model"] == "SASRec-style (ids)":  # no user ids, no profile: hiding changes nothing
+            assert twin["value"] == known["value"]
+    sasrec = [r for r in twins if r["model"] == "SASRec-style (ids) (hidden ids)"]
+    assert len(sasrec) == 2 * 2 * 3 * 2  # protocols A, C x splits x metrics x ks
 
 
 def test_speed_quick_writes_json_with_every_section(tmp_path: Path, runs_dir: Path) -> None:

@@ -44,6 +44,7 @@ def test_quality_options_parse_with_defaults_and_overrides() -> None:
     assert args.benchmark == "quality" and callable(args.run)
     assert args.protocols == ["loo", "cold-items", "cold-users"]
     assert args.variants == ["id", "text", "bert", "sasrec", "mean"]
+    assert args.encoders == ["mean", "cnn", "gru", "lstm", "attention"]
     assert args.peers == ["ItemKNN", "EASE", "ALS", "BPR"]
     assert (args.out, args.model_dir, args.quick, args.refit, args.verbose) == (
         "benchmarks/results",
@@ -59,6 +60,8 @@ def test_quality_options_parse_with_defaults_and_overrides() -> None:
             "loo",
             "--variants",
             "id,bert",
+            "--encoders",
+            "none",
             "--set",
             "train.epochs=2",
             "--out",
@@ -68,10 +71,11 @@ def test_quality_options_parse_with_defaults_and_overrides() -> None:
             "-v",
         ]
     )
-    assert (args.quick, args.protocols, args.variants, args.overrides) == (
+    assert (args.quick, args.protocols, args.variants, args.encoders, args.overrides) == (
         True,
         ["loo"],
         ["id", "bert"],
+        [],
         ["train.epochs=2"],
     )
     assert (args.out, args.model_dir, args.verbose) == ("o", "m", 1)

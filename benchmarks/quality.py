@@ -180,7 +180,8 @@ def build_config(args: argparse.Namespace) -> Any:
     from tfrec_llm.config import replace
 
     cfg = common.build_config(args, QUICK_OVERRIDES)
-    return replace(cfg, train__refit_on_train_valid=True) if args.refit else cfg
+    # Both ways: the config's own refit setting never makes the two-tower differ from the peers.
+    return replace(cfg, train__refit_on_train_valid=args.refit)
 
 
 def _baselines(cfg: Any, split: Any, refit: bool) -> list[tuple[Any, float]]:

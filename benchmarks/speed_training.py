@@ -73,7 +73,11 @@ def _train_loop(
 def bench_training(
     cfg: Any, prepared: Any, encoder: Any, rounds: int, steps: dict[str, int]
 ) -> dict[str, Any]:
-    """Section (b): training examples/s, precomputed text vs BERT in the candidate tower."""
+    """Section (b): training examples/s, precomputed text vs BERT in the candidate tower.
+
+    Measured on the ``mean`` variant (one example per interaction, in-batch softmax), whose
+    batches the minimal loops below share; the next-item models train on windows instead.
+    """
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
@@ -82,10 +86,10 @@ def bench_training(
     from tfrec_llm.experiments import variant_config
     from tfrec_llm.experiments.builders import build_two_tower
 
-    vcfg = variant_config(cfg, "bert")
+    vcfg = variant_config(cfg, "mean")
     catalog = prepared.catalog
     examples = training_examples(prepared.split.train, catalog, vcfg.model.history_length)
-    batch_size = cfg.train.batch_size
+    batch_size = vcfg.train.batch_size
     dataset = make_dataset(examples, batch_size, cfg.train.shuffle_buffer, seed=cfg.train.seed)
     batches = list(dataset.take(max(steps.values()) * (rounds + 1) + 1))
     batches = [b for b in batches if int(b["item"].shape[0]) == batch_size] or batches
@@ -95,7 +99,7 @@ def bench_training(
         lambda: model.trainable_variables,
         lambda b: model.compute_loss(b, training=True) + tf.add_n(model.losses or [0.0]),
         batches,
-        cfg.train.learning_rate,
+        vcfg.train.learning_rate,
     )
 
     table = tf.constant(prepared.text_embeddings, tf.float32)
@@ -105,7 +109,7 @@ def bench_training(
         lambda: users_pre.trainable_variables + project_pre.trainable_variables,
         loss_pre,
         batches,
-        cfg.train.learning_rate,
+        vcfg.train.learning_rate,
     )
 
     texts = tf.constant(list(prepared.item_texts))
@@ -120,7 +124,7 @@ def bench_training(
         lambda: users_bert.trainable_variables + project_bert.trainable_variables,
         loss_bert,
         batches,
-        cfg.train.learning_rate,
+        vcfg.train.learning_rate,
     )
 
     contenders = {

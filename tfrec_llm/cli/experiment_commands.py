@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfrec_llm.cli import options
-from tfrec_llm.config.choices import variant_uses_text
+from tfrec_llm.config.choices import REPORT_VARIANTS, variant_uses_text
 
 logger = logging.getLogger("tfrec_llm")
 
@@ -55,8 +55,8 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument(
         "--variants",
         type=options.variant_list,
-        default=["id", "bert"],
-        help=options.VARIANT_HELP + " (comma-separated; default id,bert)",
+        default=list(REPORT_VARIANTS),
+        help=options.VARIANT_HELP + f" (comma-separated; default {','.join(REPORT_VARIANTS)})",
     )
     p.add_argument("--json", default=None, metavar="FILE", help="write the records as JSON to FILE")
     p.add_argument("--markdown", default=None, metavar="FILE", help="write the table as Markdown to FILE")
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     exp = _experiment(args)
     print("== 1/4 evaluate (trains the models that are not trained yet)")
-    result = exp.evaluate(args.protocol, ["id", "bert"])
+    result = exp.evaluate(args.protocol, REPORT_VARIANTS)
     print(result.table)
     _write_records(result.records, args.json)
 

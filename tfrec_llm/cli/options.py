@@ -13,7 +13,9 @@ from tfrec_llm.config import ExperimentConfig, load_config, replace
 from tfrec_llm.config.choices import PROTOCOLS, VARIANTS
 
 VARIANT_HELP = (
-    "model variant: id (ids only), text (text + categories, no ids), bert (ids + text + categories)"
+    "model variant: id (item ids only), text (text + categories, no ids), bert (ids + text + "
+    "categories; the config's model), sasrec (attention over item ids only: the SASRec-style "
+    "peer), mean (the original mean-pooling two-tower)"
 )
 PROTOCOL_HELP = "loo (A, warm users) | cold-items (B) | cold-users (C), see docs/evaluation.md"
 

@@ -70,6 +70,11 @@ VARIANT_NAMES: Mapping[str, str] = types.MappingProxyType(
 """Report name of each variant."""
 
 
+REPORT_VARIANTS = ("mean", "bert")
+"""Variants that ``tfrec-llm run`` and ``tfrec-llm evaluate`` compare by default: the original
+mean-pooling two-tower beside the config's own model."""
+
+
 def variant_uses_text(variant: str) -> bool:
     """Whether the model of ``variant`` reads the item text embeddings (unknown = False)."""
     return bool(VARIANTS.get(variant, {}).get("model.use_text", False))
@@ -132,6 +137,7 @@ __all__ = [
     "OPTIMIZERS",
     "POOLINGS",
     "PROTOCOLS",
+    "REPORT_VARIANTS",
     "TUNABLE_SECTIONS",
     "TUNER_ALGORITHMS",
     "UNTUNABLE_FIELDS",

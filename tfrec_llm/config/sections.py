@@ -83,10 +83,10 @@ class ModelConfig:
         use_text: Add the projected BERT embedding of the item text to the candidate tower.
         use_categories: Add the multi-hot item categories (genres) to the candidate tower.
         use_profile: Add categorical user profile fields to the query tower.
-        use_history: Add the mean-pooled representation of the user's recent items.
+        use_history: Read the user's recent items (with ``history_encoder``).
         history_length: How many recent items the query tower sees.
         text_projection_dim: Width of the hidden layer projecting the text embedding.
-        temperature: Divides the logits of the in-batch softmax.
+        temperature: Divides the logits of the softmax (in-batch or full).
         logq_correction: Subtract log of the in-batch sampling probability of each candidate.
         remove_accidental_hits: Mask in-batch negatives that are the positive item itself.
         l2: L2 penalty on id embeddings.
@@ -116,7 +116,7 @@ class ModelConfig:
     use_ids: bool = True
     use_text: bool = True
     use_categories: bool = True
-    use_profile: bool = True
+    use_profile: bool = False
     use_history: bool = True
     history_length: int = 50
     text_projection_dim: int = 128
@@ -125,14 +125,14 @@ class ModelConfig:
     remove_accidental_hits: bool = True
     l2: float = 0.0
     id_dropout: float = 0.0
-    history_encoder: str = "mean"
+    history_encoder: str = "attention"
     encoder_width: int = 64
     encoder_blocks: int = 2
     encoder_heads: int = 2
     encoder_dropout: float = 0.2
-    objective: str = "interaction"
-    loss: str = "in_batch"
-    use_user_ids: bool = True
+    objective: str = "next_item"
+    loss: str = "full_softmax"
+    use_user_ids: bool = False
     user_dropout: float = 0.0
 
 
@@ -158,15 +158,15 @@ class TrainConfig:
     """
 
     model_dir: str = "runs/movielens_100k"
-    epochs: int = 30
-    batch_size: int = 512
-    learning_rate: float = 0.003
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 0.001
     optimizer: str = "adam"
-    patience: int = 3
+    patience: int = 10
     monitor: str = "ndcg@10"
     seed: int = 42
     shuffle_buffer: int = 100_000
-    refit_on_train_valid: bool = False
+    refit_on_train_valid: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

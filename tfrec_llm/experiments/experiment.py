@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec_llm.config import ExperimentConfig
-from tfrec_llm.config.choices import variant_uses_text
+from tfrec_llm.config.choices import REPORT_VARIANTS, variant_uses_text
 from tfrec_llm.data.schema import RecDataset
 from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
 from tfrec_llm.experiments.publish import export_variant
@@ -97,7 +97,7 @@ class Experiment:
         return load_or_train(self.config, prepared, variant, retrain=retrain, verbose=self.verbose)
 
     def evaluate(
-        self, protocols: Sequence[str] | None = None, variants: Sequence[str] = ("id", "bert")
+        self, protocols: Sequence[str] | None = None, variants: Sequence[str] = REPORT_VARIANTS
     ) -> Evaluation:
         """Baselines and ``variants`` under ``protocols`` (default ``eval.protocol``), on VALID and TEST."""
         protocols = list(protocols or [self.config.eval.protocol])

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.models.layers.history_encoder import (
+    HistoryEncoder,
     check_positive_int,
     check_rate,
     last_position,
@@ -49,3 +50,12 @@ def test_checks_return_plain_python_numbers():
     assert check_positive_int("Enc", "units", np.int64(3)) == 3
     assert type(check_positive_int("Enc", "units", np.int64(3))) is int
     assert check_rate("Enc", "dropout", 0) == 0.0
+
+
+def test_the_base_encoder_is_the_identity_with_padding_zeroed():
+    sequence = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2) + 1.0
+    mask = np.array([[False, True, True], [False, False, True]])
+    out = HistoryEncoder()(tf.constant(sequence), tf.constant(mask)).numpy()
+    np.testing.assert_array_equal(out, sequence * mask[..., None])
+    # so the query of a history is its last real item
+    np.testing.assert_array_equal(last_position(out, mask).numpy(), sequence[:, -1])

@@ -7,8 +7,8 @@ these to ``[batch, L, units]`` where position t depends only on the real items a
 <= t (causal) and never on what the padded positions hold; padded positions output zeros.
 ``last_position`` then picks the query vector: the output at the last real position.
 
-The encoders subclass ``HistoryEncoder`` (not registered: it is abstract) and implement
-``encode``; the argument checks below give every encoder the same error wording.
+The encoders subclass ``HistoryEncoder`` (not registered: the base is the identity, a
+building block) and override ``encode``; the argument checks below give every encoder the same error wording.
 """
 
 from __future__ import annotations
@@ -97,8 +97,13 @@ class HistoryEncoder(keras.layers.Layer):  # type: ignore[misc]
         return zero_padding(outputs, mask)
 
     def encode(self, sequence: tf.Tensor, mask: tf.Tensor, training: bool | None) -> tf.Tensor:
-        """The encoder's computation on a zero-padded ``sequence`` (subclasses implement it)."""
-        raise NotImplementedError
+        """The encoder's computation on a zero-padded ``sequence``; subclasses override it.
+
+        The base computation is the identity: each position's output is its own item, so the
+        query of a history is its last item (causal and padding-free by construction).
+        """
+        del mask, training
+        return sequence
 
     def pool_last(self, outputs: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """``last_position(outputs, mask)``: the ``[batch, units]`` query vector."""

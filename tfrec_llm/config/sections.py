@@ -166,7 +166,7 @@ class TrainConfig:
     monitor: str = "ndcg@10"
     seed: int = 42
     shuffle_buffer: int = 100_000
-    refit_on_train_valid: bool = True
+    refit_on_train_valid: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

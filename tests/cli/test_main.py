@@ -91,7 +91,7 @@ def test_a_stale_run_is_kept_and_explained(tiny_csv_config, capsys):
     changed = ["--set", "train.patience=2"]
     assert main(["recommend", "--config", config, "--variant", "id", "--user", "1", *changed]) == 2
     err = capsys.readouterr().err
-    assert "train.patience: 3 -> 2" in err and "--retrain" in err
+    assert "train.patience: 10 -> 2" in err and "--retrain" in err  # 10: the default patience
     assert os.path.getmtime(weights) == stamp  # the finished model was neither deleted nor retrained
     assert main(["train", "--config", config, "--variant", "id", "--quiet", "--retrain", *changed]) == 0
     assert os.path.getmtime(weights) != stamp

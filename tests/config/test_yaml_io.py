@@ -175,7 +175,7 @@ def test_non_utf8_file_is_named(tmp_path):
 
 def test_replace_sets_nested_fields_and_validates_them_together():
     cfg = replace(ExperimentConfig(), train__monitor="recall@5", eval__ks=(5,))
-    assert (cfg.train.monitor, cfg.eval.ks, cfg.train.epochs) == ("recall@5", (5,), 30)
+    assert (cfg.train.monitor, cfg.eval.ks, cfg.train.epochs) == ("recall@5", (5,), 200)  # default epochs
     with pytest.raises(ConfigError, match=r"train.monitor='ndcg@10'"):
         replace(ExperimentConfig(), eval__ks=(5,))
 

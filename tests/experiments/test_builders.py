@@ -5,12 +5,14 @@ import pytest
 import tensorflow as tf
 
 from tfrec_llm.config import ModelConfig
-from tfrec_llm.config.choices import HISTORY_ENCODERS
+from tfrec_llm.config.choices import HISTORY_ENCODERS, VARIANTS
 from tfrec_llm.experiments.builders import history_encoder_args, query_encoder_args
 from tfrec_llm.models.layers import HISTORY_ENCODERS as ENCODER_CLASSES
 from tfrec_llm.models.query_tower import QueryTower
 
 _SEQUENCE = dict(history_length=7, encoder_width=12, encoder_blocks=3, encoder_heads=4, encoder_dropout=0.15)
+# The model fields of the ``mean`` variant: the original mean-pooling two-tower.
+_MEAN = {key.split(".", 1)[1]: value for key, value in VARIANTS["mean"].items() if key.startswith("model.")}
 
 
 @pytest.mark.parametrize(
@@ -49,16 +51,29 @@ def test_every_encoder_name_has_arguments():
         assert history_encoder_args(cfg)["name"] == name
 
 
-def test_query_encoder_args_are_empty_for_the_defaults():
-    assert query_encoder_args(ModelConfig()) == {}
-    assert query_encoder_args(ModelConfig(user_dropout=0.3)) == {"user_dropout": 0.3}
+def test_query_encoder_args_are_empty_for_the_mean_pooling_model():
+    assert query_encoder_args(ModelConfig(**_MEAN)) == {}
+    assert query_encoder_args(ModelConfig(**{**_MEAN, "user_dropout": 0.3})) == {"user_dropout": 0.3}
     assert query_encoder_args(ModelConfig(history_encoder="gru", encoder_width=5)) == {
         "history_encoder": {"name": "gru", "units": 5, "dropout": 0.2}
     }
 
 
-def test_default_model_config_has_the_original_query_tower(tiny_dataset, small_two_tower):
-    model = small_two_tower(tiny_dataset).model
+def test_query_encoder_args_of_the_defaults_are_the_attention_encoder():
+    assert query_encoder_args(ModelConfig()) == {
+        "history_encoder": {
+            "name": "attention",
+            "max_length": 50,
+            "num_blocks": 2,
+            "num_heads": 2,
+            "width": 64,
+            "dropout": 0.2,
+        }
+    }
+
+
+def test_mean_variant_has_the_original_query_tower(tiny_dataset, small_two_tower):
+    model = small_two_tower(tiny_dataset, **_MEAN).model
     query = model.get_config()["query_tower"]
     # exactly the keys of the mean-pooling tower, so its checkpoints stay valid
     assert set(query) == {
@@ -73,6 +88,20 @@ def test_default_model_config_has_the_original_query_tower(tiny_dataset, small_t
     }
     assert model.query_tower.encoder is None
     assert (model.objective, model.loss_name) == ("interaction", "in_batch")
+    assert query["use_ids"] is True and query["use_profile"] is True  # user ids and profile
+
+
+def test_default_model_config_has_the_attention_query_tower(tiny_dataset, small_two_tower):
+    model = small_two_tower(tiny_dataset).model
+    config = model.get_config()
+    query = config["query_tower"]
+    assert type(model.query_tower.encoder) is ENCODER_CLASSES["attention"]
+    assert query["history_encoder"]["name"] == "attention"
+    assert query["history_encoder"]["max_length"] == 4  # the history length of small_two_tower
+    assert query["use_ids"] is False and query["use_profile"] is False  # no user ids, no profile
+    assert (config["objective"], config["loss"]) == ("next_item", "full_softmax")
+    assert config["temperature"] == 0.1
+    assert model.query_tower.id_embedding is None
 
 
 def test_sequence_fields_reach_the_model(tiny_dataset, small_two_tower):
@@ -100,6 +129,6 @@ def test_sequence_fields_reach_the_model(tiny_dataset, small_two_tower):
 
 
 def test_mean_encoder_under_next_item_is_the_running_mean(tiny_dataset, small_two_tower):
-    model = small_two_tower(tiny_dataset, objective="next_item", use_text=False).model
+    model = small_two_tower(tiny_dataset, history_encoder="mean", objective="next_item", use_text=False).model
     assert type(model.query_tower.encoder) is ENCODER_CLASSES["mean"]
     assert model.get_config()["query_tower"]["history_encoder"] == {"name": "mean"}

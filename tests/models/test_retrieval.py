@@ -3,8 +3,13 @@
 import numpy as np
 import tensorflow as tf
 
+from tfrec_llm.config.choices import VARIANTS
 from tfrec_llm.data.tfdata import training_examples
 from tfrec_llm.models.retrieval import TwoTowerModel
+
+# The model fields of the ``mean`` variant: the original two-tower (user id, profile, mean-pooled
+# history), one example per interaction, in-batch softmax -- the loss these tests check.
+_MEAN = {key.split(".", 1)[1]: value for key, value in VARIANTS["mean"].items() if key.startswith("model.")}
 
 
 def _softmax_loss(q, c, temperature, probability, ids):
@@ -32,7 +37,8 @@ def _model_and_batch(make_small_two_tower, dataset, **model_kwargs):
 
 
 def test_loss_matches_numpy_with_temperature_logq_and_hit_removal(tiny_dataset, small_two_tower):
-    model, batch = _model_and_batch(small_two_tower, tiny_dataset, temperature=0.2)
+    model, batch = _model_and_batch(small_two_tower, tiny_dataset, **{**_MEAN, "temperature": 0.2})
+    assert (model.objective, model.loss_name) == ("interaction", "in_batch")
     q = model.query_embedding(batch["user"], batch["history"]).numpy()
     c = model.candidate_embedding(batch["item"]).numpy()
     expected = _softmax_loss(q, c, 0.2, batch["item_probability"].numpy(), batch["item"].numpy())
@@ -42,8 +48,11 @@ def test_loss_matches_numpy_with_temperature_logq_and_hit_removal(tiny_dataset, 
 
 def test_loss_without_corrections_matches_plain_softmax(tiny_dataset, small_two_tower):
     model, batch = _model_and_batch(
-        small_two_tower, tiny_dataset, temperature=1.0, logq_correction=False, remove_accidental_hits=False
+        small_two_tower,
+        tiny_dataset,
+        **{**_MEAN, "temperature": 1.0, "logq_correction": False, "remove_accidental_hits": False},
     )
+    assert (model.objective, model.loss_name) == ("interaction", "in_batch")
     q = model.query_embedding(batch["user"], batch["history"]).numpy()
     c = model.candidate_embedding(batch["item"]).numpy()
     np.testing.assert_allclose(

@@ -60,6 +60,9 @@ def tiny_config(tiny_dataset, tmp_path) -> ExperimentConfig:
         train__epochs=2,
         train__batch_size=64,
         train__shuffle_buffer=1000,
+        # No TRAIN+VALID refit, whatever the default: best.yaml keeps the base config's refit
+        # setting, and only without it is the retrained best the trial's model on VALID.
+        train__refit_on_train_valid=False,
         train__model_dir=str(tmp_path / "runs"),
         eval__ks=(10,),
         tune=TuneConfig(max_trials=2, space=TINY_SPACE, hyperband_factor=2),

@@ -151,7 +151,14 @@ def test_default_space_is_valid_and_covers_the_issue_fields():
         "model.text_projection_dim",
         "model.history_length",
         "model.id_dropout",
+        # the default model's attention encoder
+        "model.encoder_dropout",
+        "model.encoder_blocks",
     }
+    # every range holds the default model's value, which is where each search starts
+    for p in build_hyperparameters(cfg).space:
+        section, field = p.name.split(".")
+        assert p.default == getattr(getattr(cfg, section), field), p.name
 
 
 def test_spec_summary():

@@ -225,6 +225,8 @@ class HyperParameterSpec:
 
 
 def _default_space() -> tuple[HyperParameterSpec, ...]:
+    # The two encoder entries tune the default attention encoder (SASRec's dropout matters
+    # most); the mean-pooling model ignores them.
     spec = HyperParameterSpec
     return (
         spec("model.embedding_dim", "choice", values=("32", "64", "128")),
@@ -235,6 +237,8 @@ def _default_space() -> tuple[HyperParameterSpec, ...]:
         spec("model.text_projection_dim", "choice", values=("64", "128", "256")),
         spec("model.history_length", "choice", values=("10", "20", "50")),
         spec("model.id_dropout", "float", min=0.0, max=0.5, step=0.1),
+        spec("model.encoder_dropout", "float", min=0.0, max=0.5, step=0.1),
+        spec("model.encoder_blocks", "int", min=1.0, max=3.0),
     )
 
 

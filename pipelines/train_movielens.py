@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     parser.add_argument("--config", default=os.path.join(here, "movielens_100k.yaml"), help="YAML config")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
-    parser.add_argument("--variant", default="bert", help="id | text | bert (default bert)")
+    parser.add_argument(
+        "--variant",
+        default="bert",
+        help="id | text | bert | sasrec | mean (default bert: the config's model)",
+    )
     parser.add_argument("--users", default="1,2", help="comma-separated user ids to recommend for")
     args = parser.parse_args(argv)
 

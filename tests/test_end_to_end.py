@@ -37,7 +37,9 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
         "--set",
         f"export.export_dir={tmp_path / 'exports'}",
         "--set",
-        "train.epochs=2",
+        # The attention model needs a few epochs of its ~19 steps each: on VALID it measured
+        # NDCG@10 0.043 after 2 epochs (MostPop's level) and 0.089 after 6.
+        "train.epochs=6",
         "--quiet",
     ]
     out_json = tmp_path / "results.json"

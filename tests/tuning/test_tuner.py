@@ -161,6 +161,17 @@ def test_search_checks_its_data(tiny_config, tiny_dataset, tmp_path):
         build_tuner(tiny_config, str(tmp_path / "t"), "ids")
 
 
+def test_a_variant_that_fixes_a_searched_field_is_refused(tiny_config, tmp_path):
+    # The fixture's space searches train.learning_rate, which the mean variant sets for every
+    # trial: the search would train one setting over and over.
+    with pytest.raises(
+        ConfigError,
+        match=r"variant 'mean' fixes train.learning_rate, so a search over them would train the same",
+    ):
+        build_tuner(tiny_config, str(tmp_path / "m"), "mean")
+    assert build_tuner(tiny_config, str(tmp_path / "b"), "bert").variant == "bert"
+
+
 class _Killed(BaseException):
     """Stands in for SIGKILL: not an Exception, so nothing in KerasTuner catches it."""
 

@@ -42,7 +42,7 @@ def history_encoder_args(cfg: ModelConfig) -> dict[str, Any] | None:
 
 
 def query_encoder_args(cfg: ModelConfig) -> dict[str, Any]:
-    """The query tower's history-encoder and user-dropout arguments (none for the defaults).
+    """The query tower's history-encoder and user-dropout arguments (none for the mean-pooling model).
 
     Omitted when unset, so a mean-pooling model's Keras config is the one it had before
     history encoders existed, and its saved weights load as they are.

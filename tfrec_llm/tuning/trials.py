@@ -88,6 +88,14 @@ class TwoTowerTrials:
     ) -> None:
         if variant not in VARIANTS:
             raise ConfigError(f"variant={variant!r}; expected one of {sorted(VARIANTS)}")
+        # The variant's overrides are applied to every trial, after its drawn values.
+        fixed = sorted({spec.name for spec in cfg.tune.space} & set(VARIANTS[variant]))
+        if fixed:
+            raise ConfigError(
+                f"variant {variant!r} fixes {', '.join(fixed)}, so a search over "
+                f"them would train the same value in every trial; "
+                "remove it from tune.space or tune another variant (e.g. bert)"
+            )
         self.base_config = cfg
         self.variant = variant
         # Kept relative when given relative, so best.yaml stays valid where DIR is mounted.

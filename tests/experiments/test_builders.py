@@ -132,3 +132,14 @@ def test_mean_encoder_under_next_item_is_the_running_mean(tiny_dataset, small_tw
     model = small_two_tower(tiny_dataset, history_encoder="mean", objective="next_item", use_text=False).model
     assert type(model.query_tower.encoder) is ENCODER_CLASSES["mean"]
     assert model.get_config()["query_tower"]["history_encoder"] == {"name": "mean"}
+
+
+def test_normalize_false_reaches_both_towers(tiny_dataset, small_two_tower):
+    from tfrec_llm.config import ModelConfig
+
+    assert query_encoder_args(ModelConfig(normalize=False))["normalize"] is False
+    assert "normalize" not in query_encoder_args(ModelConfig())
+    model = small_two_tower(tiny_dataset, normalize=False).model
+    assert model.item_tower.normalize is False and model.query_tower.normalize is False
+    assert not np.allclose(np.linalg.norm(model.all_candidate_embeddings(), axis=1), 1.0)
+    assert model.get_config()["item_tower"]["normalize"] is False

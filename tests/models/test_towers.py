@@ -24,6 +24,29 @@ def test_id_only_item_tower_is_the_normalised_embedding_row():
     np.testing.assert_allclose(out[1], out[2])
 
 
+def test_unnormalised_towers_return_the_raw_vectors():
+    items = ItemTower(
+        num_items=4, item_vocab_size=3, embedding_dim=5, use_text=False, use_categories=False, normalize=False
+    )
+    items.set_tables(np.array([2, 0, 1, 0]))
+    out = items(tf.constant([0, 1, 3])).numpy()
+    np.testing.assert_allclose(out, items.id_embedding.embeddings.numpy()[[2, 0, 0]], atol=1e-6)
+    assert not np.allclose(np.linalg.norm(out, axis=1), 1.0)
+    queries = QueryTower(num_users=2, user_vocab_size=3, embedding_dim=4, use_history=False)
+    raw = QueryTower(num_users=2, user_vocab_size=3, embedding_dim=4, use_history=False, normalize=False)
+    inputs = {
+        "user": tf.constant([0, 1]),
+        "history": tf.zeros([2, 1, 4]),
+        "history_mask": tf.zeros([2, 1], bool),
+    }
+    raw(inputs)
+    queries(inputs)
+    queries.set_weights(raw.get_weights())
+    np.testing.assert_allclose(queries(inputs).numpy(), _l2(raw(inputs).numpy()), atol=1e-6)
+    # the default configs do not name the switch (saved configs stay as they were)
+    assert "normalize" not in queries.get_config() and raw.get_config()["normalize"] is False
+
+
 def test_item_tower_with_text_and_categories_matches_numpy():
     rng = np.random.default_rng(0)
     text = rng.normal(size=(3, 4)).astype(np.float32)
@@ -91,6 +114,8 @@ def test_query_tower_unknown_user_and_empty_history():
     (QueryTower, {"num_users": 3, "user_vocab_size": 2, "profile_sizes": [2, 3], "embedding_dim": 8}),
     (ItemTower, {"num_items": 3, "item_vocab_size": 2, "use_text": False, "name": "catalog_items"}),
     (QueryTower, {"num_users": 3, "user_vocab_size": 2, "profile_sizes": (4,), "trainable": False}),
+    (ItemTower, {"num_items": 3, "item_vocab_size": 2, "use_text": False, "normalize": False}),
+    (QueryTower, {"num_users": 3, "user_vocab_size": 2, "normalize": False}),
 ])  # fmt: skip
 def test_config_round_trip(cls, kwargs, keras_testing):
     config = keras_testing.assert_config_round_trip(cls(**kwargs), kwargs)

@@ -110,6 +110,8 @@ class ModelConfig:
             only by profile and history.
         user_dropout: Probability of treating a training user as unknown (id and profile),
             which trains the unknown-user row: unknown users are then served by their history.
+        normalize: L2-normalise both towers' outputs (cosine scores over ``temperature``);
+            false scores raw dot products, whose norms can carry popularity.
     """
 
     embedding_dim: int = 64
@@ -134,6 +136,7 @@ class ModelConfig:
     loss: str = "full_softmax"
     use_user_ids: bool = False
     user_dropout: float = 0.0
+    normalize: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

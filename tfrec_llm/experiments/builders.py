@@ -53,6 +53,8 @@ def query_encoder_args(cfg: ModelConfig) -> dict[str, Any]:
         args["history_encoder"] = encoder
     if cfg.user_dropout:
         args["user_dropout"] = cfg.user_dropout
+    if not cfg.normalize:
+        args["normalize"] = False
     return args
 
 
@@ -115,6 +117,7 @@ def build_two_tower(
             "l2": cfg.l2,
             "id_dropout": cfg.id_dropout,
             **text_tower,
+            **({} if cfg.normalize else {"normalize": False}),
         },
         query_tower={
             "num_users": catalog.num_users,

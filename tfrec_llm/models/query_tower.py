@@ -27,7 +27,7 @@ from tfrec_llm.models.towers import id_regularizer
 
 @keras.utils.register_keras_serializable(package="tfrec_llm")
 class QueryTower(keras.Model):
-    """Maps a user (index + recent item embeddings) to an L2-normalised [batch, embedding_dim].
+    """Maps a user (index + recent item embeddings) to a [batch, embedding_dim] query (L2-normalised by default).
 
     Inputs (a dict): ``user`` [batch] int user index (``num_users`` = unknown user);
     ``history`` [batch, length, embedding_dim] item-tower embeddings of the recent items;
@@ -47,6 +47,7 @@ class QueryTower(keras.Model):
             encoder whose output at the last real position is the history's part of the query.
         user_dropout: Training-time probability of replacing a user by the unknown user (id
             and profile both), so that row is trained and the history alone must carry the query.
+        normalize: L2-normalise the query (cosine scores, with a normalising item tower).
 
     Example:
         >>> tower = QueryTower(num_users=2, user_vocab_size=3, embedding_dim=8,
@@ -69,6 +70,7 @@ class QueryTower(keras.Model):
         l2: float = 0.0,
         history_encoder: Mapping[str, Any] | None = None,
         user_dropout: float = 0.0,
+        normalize: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,6 +91,7 @@ class QueryTower(keras.Model):
         self.l2 = l2
         self.history_encoder_config = None if history_encoder is None else dict(history_encoder)
         self.user_dropout = check_rate("QueryTower", "user_dropout", user_dropout)
+        self.normalize = normalize
 
         self.id_index = tf.Variable(tf.zeros([num_users + 1], tf.int32), trainable=False, name="id_index")
         self.id_embedding = (
@@ -138,7 +141,7 @@ class QueryTower(keras.Model):
             else:
                 outputs = self.encoder(inputs["history"], inputs["history_mask"], training=training)
                 parts.append(last_position(outputs, inputs["history_mask"]))
-        return tf.math.l2_normalize(self.mlp(tf.concat(parts, axis=-1)), axis=-1)
+        return self._output(self.mlp(tf.concat(parts, axis=-1)))
 
     def encode_positions(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         """[batch, L, embedding_dim] queries: position t sees the user and the items at <= t.
@@ -162,7 +165,7 @@ class QueryTower(keras.Model):
             for part in self._user_parts(inputs["user"], training)
         ]
         queries = self.mlp(tf.concat([*parts, outputs], axis=-1))
-        return zero_padding(tf.math.l2_normalize(queries, axis=-1), mask)
+        return zero_padding(self._output(queries), mask)
 
     def history_weights(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         """[batch, L] how much each history item weighs in the query (rows sum to 1, 0 at padding).
@@ -176,6 +179,10 @@ class QueryTower(keras.Model):
             return tf.reduce_mean(weights, axis=1)
         counts = tf.reduce_sum(tf.cast(mask, tf.float32), axis=1, keepdims=True)
         return tf.math.divide_no_nan(tf.cast(mask, tf.float32), counts)
+
+    def _output(self, queries: tf.Tensor) -> tf.Tensor:
+        """The head's output, L2-normalised unless ``normalize`` is off."""
+        return tf.math.l2_normalize(queries, axis=-1) if self.normalize else queries
 
     def _user_parts(self, user: tf.Tensor, training: bool | None) -> list[tf.Tensor]:
         """[batch, width] id and profile embeddings of the users (the unknown row when dropped)."""
@@ -212,4 +219,6 @@ class QueryTower(keras.Model):
             }
         if self.user_dropout:
             config["user_dropout"] = self.user_dropout
+        if not self.normalize:
+            config["normalize"] = False
         return config

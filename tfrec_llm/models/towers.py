@@ -26,7 +26,7 @@ def id_regularizer(l2: float) -> keras.regularizers.Regularizer | None:
 
 @keras.utils.register_keras_serializable(package="tfrec_llm")
 class ItemTower(keras.Model):
-    """Maps catalog item indices (any shape) to L2-normalised embeddings [..., embedding_dim].
+    """Maps catalog item indices (any shape) to embeddings [..., embedding_dim], L2-normalised by default.
 
     Features: the item id embedding (OOV row 0 for items unseen in training), a 2-layer
     projection of the item's precomputed BERT text embedding, and a linear map of its
@@ -56,6 +56,8 @@ class ItemTower(keras.Model):
         fine_tune_layers: 0 = use the precomputed text table (frozen BERT); N > 0 = fine-tune
             the top N transformer layers; -1 = fine-tune all of BERT. With fine-tuning,
             ``text_dim`` may be 0 (it becomes BERT's hidden size).
+        normalize: L2-normalise the output (cosine scores); False keeps the raw vector, whose
+            norm can carry an item's popularity.
 
     Example:
         >>> tower = ItemTower(num_items=3, item_vocab_size=3, text_dim=4, num_categories=2)
@@ -81,6 +83,7 @@ class ItemTower(keras.Model):
         text_max_length: int = 64,
         text_pooling: str = "mean",
         fine_tune_layers: int = 0,
+        normalize: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -115,6 +118,7 @@ class ItemTower(keras.Model):
         self.text_max_length = text_max_length
         self.text_pooling = text_pooling
         self.fine_tune_layers = fine_tune_layers
+        self.normalize = normalize
 
         self.id_index = tf.Variable(tf.zeros([num_items], tf.int32), trainable=False, name="id_index")
         # Only the sublayers of the enabled features exist (unbuilt layers break training).
@@ -205,7 +209,7 @@ class ItemTower(keras.Model):
         if self._with_categories:
             parts.append(self.category_projection(tf.gather(self.category_table, safe)))
         fused = self.fusion(tf.concat(parts, axis=-1)) if self.fusion is not None else parts[0]
-        out = tf.math.l2_normalize(fused, axis=-1)
+        out = tf.math.l2_normalize(fused, axis=-1) if self.normalize else fused
         return tf.reshape(out, tf.concat([shape, [self.embedding_dim]], axis=0))
 
     def get_config(self) -> dict[str, Any]:
@@ -228,6 +232,8 @@ class ItemTower(keras.Model):
             "text_max_length": self.text_max_length,
             "text_pooling": self.text_pooling,
             "fine_tune_layers": self.fine_tune_layers,
+            # Only when off, so the configs of normalising towers stay as they were.
+            **({} if self.normalize else {"normalize": False}),
         }
 
     def _set_token_tables(self, token_ids: np.ndarray | None, attention_mask: np.ndarray | None) -> None:

@@ -37,8 +37,8 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
         "--set",
         f"export.export_dir={tmp_path / 'exports'}",
         "--set",
-        # The attention model needs a few epochs of its ~19 steps each: on VALID it measured
-        # NDCG@10 0.043 after 2 epochs (MostPop's level) and 0.089 after 6.
+        # Next-item models need a few epochs of ~19 steps each: the attention one measured
+        # VALID NDCG@10 0.043 after 2 epochs (MostPop's level) and 0.089 after 6.
         "train.epochs=6",
         "--quiet",
     ]

@@ -59,8 +59,13 @@ def test_query_encoder_args_are_empty_for_the_mean_pooling_model():
     }
 
 
-def test_query_encoder_args_of_the_defaults_are_the_attention_encoder():
+def test_query_encoder_args_of_the_defaults_are_the_gru_encoder():
+    # GRU: the best encoder on VALID NDCG@10 in benchmarks/results/quality.md
     assert query_encoder_args(ModelConfig()) == {
+        "history_encoder": {"name": "gru", "units": 64, "dropout": 0.2}
+    }
+    attention = ModelConfig(history_encoder="attention")
+    assert query_encoder_args(attention) == {
         "history_encoder": {
             "name": "attention",
             "max_length": 50,
@@ -91,13 +96,12 @@ def test_mean_variant_has_the_original_query_tower(tiny_dataset, small_two_tower
     assert query["use_ids"] is True and query["use_profile"] is True  # user ids and profile
 
 
-def test_default_model_config_has_the_attention_query_tower(tiny_dataset, small_two_tower):
+def test_default_model_config_has_the_gru_query_tower(tiny_dataset, small_two_tower):
     model = small_two_tower(tiny_dataset).model
     config = model.get_config()
     query = config["query_tower"]
-    assert type(model.query_tower.encoder) is ENCODER_CLASSES["attention"]
-    assert query["history_encoder"]["name"] == "attention"
-    assert query["history_encoder"]["max_length"] == 4  # the history length of small_two_tower
+    assert type(model.query_tower.encoder) is ENCODER_CLASSES["gru"]
+    assert query["history_encoder"]["name"] == "gru"
     assert query["use_ids"] is False and query["use_profile"] is False  # no user ids, no profile
     assert (config["objective"], config["loss"]) == ("next_item", "full_softmax")
     assert config["temperature"] == 0.1

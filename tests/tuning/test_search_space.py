@@ -151,9 +151,9 @@ def test_default_space_is_valid_and_covers_the_issue_fields():
         "model.text_projection_dim",
         "model.history_length",
         "model.id_dropout",
-        # the default model's attention encoder
+        # the default model's history encoder
         "model.encoder_dropout",
-        "model.encoder_blocks",
+        "model.encoder_width",
     }
     # every range holds the default model's value, which is where each search starts
     for p in build_hyperparameters(cfg).space:

@@ -127,7 +127,7 @@ class ModelConfig:
     remove_accidental_hits: bool = True
     l2: float = 0.0
     id_dropout: float = 0.0
-    history_encoder: str = "attention"
+    history_encoder: str = "gru"
     encoder_width: int = 64
     encoder_blocks: int = 2
     encoder_heads: int = 2
@@ -228,8 +228,9 @@ class HyperParameterSpec:
 
 
 def _default_space() -> tuple[HyperParameterSpec, ...]:
-    # The two encoder entries tune the default attention encoder (SASRec's dropout matters
-    # most); the mean-pooling model ignores them.
+    # The two encoder entries tune the history encoder (its dropout, and its width: GRU/LSTM
+    # units, CNN filters or the attention width, a multiple of the default 2 heads); the
+    # mean-pooling model ignores them.
     spec = HyperParameterSpec
     return (
         spec("model.embedding_dim", "choice", values=("32", "64", "128")),
@@ -241,7 +242,7 @@ def _default_space() -> tuple[HyperParameterSpec, ...]:
         spec("model.history_length", "choice", values=("10", "20", "50")),
         spec("model.id_dropout", "float", min=0.0, max=0.5, step=0.1),
         spec("model.encoder_dropout", "float", min=0.0, max=0.5, step=0.1),
-        spec("model.encoder_blocks", "int", min=1.0, max=3.0),
+        spec("model.encoder_width", "choice", values=("32", "64", "128")),
     )
 
 

@@ -154,8 +154,9 @@ def config_hash(cfg: Any, variant: str, tag: str) -> str:
     values["train"].pop("model_dir", None)
     values["text"].pop("cache_dir", None)
     values["text"].pop("batch_size", None)
-    for section in ("export", "name"):
-        values.pop(section, None)
+    # Only what shapes a trained model, as runs.training_fingerprint: the eval, export and tune
+    # sections (and the name) do not, so a new default search space keeps every cached model.
+    values = {section: values[section] for section in ("data", "text", "model", "train")}
     values["data_tag"] = tag
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 

@@ -89,6 +89,11 @@ def test_config_hash_names_the_settings_not_the_paths(bench) -> None:
     assert common.config_hash(moved, "bert", "toy:12:3:4") == key
     other = common.build_config(_args(overrides=["train.epochs=7"]))
     assert common.config_hash(other, "bert", "toy:12:3:4") != key
+    # sections that do not shape the trained model leave the key alone
+    reported = common.build_config(
+        _args(overrides=["eval.ks=[10,20]", "tune.max_trials=3", "export.max_k=50"])
+    )
+    assert common.config_hash(reported, "bert", "toy:12:3:4") == key
     assert common.config_hash(cfg, "id", "toy:12:3:4") != key
     assert common.config_hash(cfg, "bert", "toy:13:3:4") != key
     assert common.cached_run_dir(cfg, "loo", "bert", "toy:12:3:4") == os.path.join("m", "loo", f"bert-{key}")

@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tfrec_llm  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from tfrec_llm.cli import (  # noqa: E402
     benchmark_commands,
+    compare_commands,
     experiment_commands,
     options,
     serving_commands,
@@ -26,7 +27,13 @@ from tfrec_llm.cli import (  # noqa: E402
 )
 from tfrec_llm.errors import ConfigError, DataError, ExportError, ServingError  # noqa: E402
 
-COMMAND_GROUPS = (experiment_commands, serving_commands, tune_commands, benchmark_commands)
+COMMAND_GROUPS = (
+    experiment_commands,
+    serving_commands,
+    tune_commands,
+    benchmark_commands,
+    compare_commands,
+)
 """Modules that each register their subcommands with ``add_subcommands(subparsers)``."""
 
 

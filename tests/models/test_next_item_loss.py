@@ -204,3 +204,34 @@ def test_objective_and_loss_errors():
         _model(ENCODERS["gru"], objective="foo")
     with pytest.raises(ConfigError, match=r"loss must be one of \('in_batch', 'full_softmax'\), got 'foo'"):
         _model(ENCODERS["gru"], loss="foo")
+
+
+@pytest.mark.parametrize("objective", ["next_item", "interaction"])
+def test_full_softmax_restricted_to_trained_items(objective):
+    """restrict_softmax: items outside the set leave the softmax (numpy over the kept columns)."""
+    model = _model(ENCODERS["gru"], objective=objective, loss="full_softmax", temperature=0.2)
+    catalog = model.all_candidate_embeddings()
+    if objective == "next_item":
+        batch = _next_item_batch()
+        queries, targets, _ = _reference_queries(model)
+    else:
+        history = np.array([[-1, -1, 0, 1], [2, 3, 4, 5]], np.int32)
+        targets = np.array([2, 6], np.int32)
+        batch = {
+            "user": tf.constant(USERS[:2]),
+            "history": tf.constant(history),
+            "item": tf.constant(targets),
+            "item_probability": tf.constant(ITEM_SHARE[targets].astype(np.float32)),
+        }
+        queries = model.query_embedding(tf.constant(USERS[:2]), tf.constant(history)).numpy()
+    full = float(model.compute_loss(batch))
+    np.testing.assert_allclose(full, _full_softmax(queries, targets, catalog, 0.2), rtol=1e-4)
+    kept = np.unique(targets)  # every target, and no other item
+    assert len(kept) < NUM_ITEMS
+    model.restrict_softmax(kept)
+    restricted = float(model.compute_loss(batch))
+    expected = _full_softmax(queries, np.searchsorted(kept, targets), catalog[kept], 0.2)
+    np.testing.assert_allclose(restricted, expected, rtol=1e-4)
+    assert restricted < full - 1e-3  # fewer negatives, a smaller loss
+    model.restrict_softmax(None)
+    np.testing.assert_allclose(float(model.compute_loss(batch)), full, rtol=1e-6)

@@ -88,3 +88,28 @@ def test_next_item_attention_model_learns_the_cycle_that_popularity_misses(tmp_p
     users, histories = split.test.user_ids, split.test.histories
     np.testing.assert_allclose(hidden.score(users, histories), scorer.score(users, histories), atol=1e-6)
     assert evaluate(hidden, split.test, split.item_ids) == trained
+
+
+def test_full_softmax_leaves_out_the_items_training_never_saw(tmp_path):
+    """Under cold-items, the held-out items are never a negative of the training softmax."""
+    dataset = cycle_dataset()
+    split = make_split(dataset, "cold-items")
+    catalog = build_catalog(dataset, split)
+    cfg = replace(
+        ExperimentConfig(),
+        model__use_text=False,
+        model__use_categories=False,
+        model__embedding_dim=8,
+        model__history_length=4,
+        model__encoder_width=8,
+        train__epochs=1,
+    )
+    result = train_two_tower(
+        cfg, split, catalog, lambda: build_two_tower(cfg.model, catalog), str(tmp_path), verbose=0
+    )
+    kept = np.flatnonzero(result.model.softmax_items.numpy())
+    trained = np.unique(catalog.item_index(split.train["item_id"].to_numpy()))
+    cold = catalog.item_index(sorted(set(catalog.item_ids) - set(split.train["item_id"])))
+    assert len(cold) >= 5  # 20% of 50 items are cold
+    np.testing.assert_array_equal(kept, trained)
+    assert not np.isin(cold, kept).any()

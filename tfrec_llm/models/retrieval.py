@@ -98,6 +98,23 @@ class TwoTowerModel(tfrs.Model):
         self.task = tfrs.tasks.Retrieval(
             temperature=temperature, remove_accidental_hits=remove_accidental_hits, metrics=None
         )
+        self.softmax_items: tf.Tensor | None = None
+
+    def restrict_softmax(self, items: np.ndarray | None) -> None:
+        """Makes the full softmax range over ``items`` (catalog indices) only; None: all items.
+
+        The trainer passes the items of the training interactions. An item with none (a cold
+        item of protocol B, or one first seen in VALID/TEST) would otherwise only ever be a
+        negative, and the text tower would learn to push such items' text down, which is the
+        opposite of what a new item needs. Set before ``fit`` (it is traced into the step) and
+        not saved: it shapes training only, never scoring.
+        """
+        if items is None:
+            self.softmax_items = None
+            return
+        mask = np.zeros(self.item_tower.num_items, bool)
+        mask[np.asarray(items, np.int64)] = True
+        self.softmax_items = tf.constant(mask)
 
     def embed_items(self, items: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """Item-tower embeddings of an int tensor of any shape, each distinct item computed once.
@@ -193,6 +210,8 @@ class TwoTowerModel(tfrs.Model):
         """
         if catalog is not None:
             logits = tf.matmul(query, catalog, transpose_b=True) / self.temperature
+            if self.softmax_items is not None:
+                logits = tf.where(self.softmax_items[tf.newaxis, :], logits, logits.dtype.min)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits)
             return tf.reduce_mean(losses)
         kwargs: dict[str, tf.Tensor] = {}

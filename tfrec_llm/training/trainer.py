@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import tf_keras as keras
 
 from tfrec_llm.config import ExperimentConfig, TrainConfig
@@ -116,6 +117,8 @@ def train_two_tower(
     dataset = make_dataset(examples, cfg.train.batch_size, cfg.train.shuffle_buffer, seed=cfg.train.seed)
 
     model = build_model()
+    trained_items = np.unique(catalog.item_index(frame["item_id"].to_numpy()))
+    model.restrict_softmax(trained_items[trained_items >= 0])
     model.compile(optimizer=make_optimizer(cfg.train))
 
     all_callbacks: list[keras.callbacks.Callback] = []

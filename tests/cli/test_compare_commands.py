@@ -1,0 +1,38 @@
+"""``tfrec-llm compare`` on a tiny CSV data set: a trained ID-only run against itself and MostPop."""
+
+import pytest
+
+from tfrec_llm.cli.main import main
+from tfrec_llm.errors import ConfigError
+
+
+def test_compare_a_run_with_itself_and_with_mostpop(tiny_csv_config, capsys):
+    from tfrec_llm.experiments.compare_runs import compare_runs
+
+    config, tmp = tiny_csv_config
+    assert main(["train", "--config", config, "--variant", "id", "--quiet"]) == 0
+    run = str(tmp / "runs" / "loo" / "id")
+    capsys.readouterr()
+
+    out = tmp / "ab"
+    assert main(["compare", run, run, "--bootstrap", "300", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "TwoTower-ID [A] (A) vs TwoTower-ID [B] (B)" in printed
+    assert "protocol loo, TEST: 40 users" in printed
+    assert "B - A +0.0000 (95% CI [+0.0000, +0.0000]" in printed
+    assert (out / "compare.md").read_text().startswith("# A/B comparison")
+    assert (out / "differences.png").read_bytes()[:4] == b"\x89PNG"
+
+    result, written = compare_runs("MostPop", run, metric="hr", k=5, n_bootstrap=200)
+    assert written == []
+    head = result.metrics[0]
+    assert head.key == "hr@5" and result.a.name == "MostPop" and result.b.name == "TwoTower-ID"
+    assert head.ci[0] <= head.difference <= head.ci[1]
+    assert result.a.user_ids.tolist() == result.b.user_ids.tolist()
+
+    with pytest.raises(ConfigError, match="not a finished run folder"):
+        compare_runs(str(tmp / "runs"), run)
+    with pytest.raises(ConfigError, match="both RUN_A and RUN_B are baselines"):
+        compare_runs("MostPop", "Random")
+    assert main(["compare", str(tmp), run]) == 2
+    assert "not a finished run folder" in capsys.readouterr().err

@@ -21,6 +21,7 @@ RANKS = {
     "config": 1,
     "data": 2,
     "text": 2,
+    "content": 2,
     "models": 3,
     "training": 4,
     "evaluation": 4,

@@ -1,12 +1,15 @@
-"""``tfrec-llm compare`` on a tiny CSV data set: a trained ID-only run against itself and MostPop."""
+"""``tfrec-llm compare`` and ``recommend --explain`` on a tiny CSV data set (one ID-only run)."""
 
+import re
+
+import pandas as pd
 import pytest
 
 from tfrec_llm.cli.main import main
 from tfrec_llm.errors import ConfigError
 
 
-def test_compare_a_run_with_itself_and_with_mostpop(tiny_csv_config, capsys):
+def test_compare_a_run_with_itself_and_with_mostpop_then_explain_it(tiny_csv_config, capsys):
     from tfrec_llm.experiments.compare_runs import compare_runs
 
     config, tmp = tiny_csv_config
@@ -36,3 +39,19 @@ def test_compare_a_run_with_itself_and_with_mostpop(tiny_csv_config, capsys):
         compare_runs("MostPop", "Random")
     assert main(["compare", str(tmp), run]) == 2
     assert "not a finished run folder" in capsys.readouterr().err
+
+    # recommend --explain: every evidence item is an item of that user's history.
+    assert (
+        main(["recommend", "--config", config, "--variant", "id", "--user", "7", "--k", "3", "--explain"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert lines[0] == "user 7:" and len(lines) == 7
+    interactions = pd.read_csv(tmp / "interactions.csv", dtype=str)
+    items = pd.read_csv(tmp / "items.csv", dtype=str).set_index("item_id")["title"]
+    history_titles = set(items[interactions.loc[interactions.user_id == "7", "item_id"]])
+    for line in lines[2::2]:
+        assert line.strip().startswith("because: ") and line.endswith("[similarity]")
+        named = re.findall(r"([a-z][a-z ]* story number \d+) \(-?\d\.\d\d\)", line)
+        assert len(named) == 3 and set(named) <= history_titles

@@ -83,6 +83,12 @@ def add_subcommands(subparsers: Any) -> None:
     options.add_common(p)
     p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
     p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="under each item, the user's history items that weigh most in it (attention weights, "
+        "else embedding similarity) and the categories and title terms they share",
+    )
     options.add_variant(p)
     p.set_defaults(handler=recommend)
 
@@ -176,9 +182,16 @@ def recommend(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     users = [str(u) for u in args.user]
     answers = exp.recommend(users, args.k, args.variant)
-    print_recommendations(
-        users, answers, exp.prepare("loo", with_text=variant_uses_text(args.variant)).titles
-    )
+    titles = exp.prepare("loo", with_text=variant_uses_text(args.variant)).titles
+    if not getattr(args, "explain", False):
+        print_recommendations(users, answers, titles)
+        return 0
+    explainer = exp.explainer(args.variant)
+    for user, answer in zip(users, answers):
+        print(f"user {user}:")
+        for rank, (item, score) in enumerate(answer, start=1):
+            print(f"  {rank:2d}. [{item:>5}] {score:7.4f}  {titles.get(item, '')}")
+            print(f"      {explainer.explain(user, item, score).summary()}")
     return 0
 
 

@@ -7,6 +7,7 @@ Example:
     >>> print(exp.evaluate(["loo"], ["bert"]).table)        # beside Random and MostPop
     >>> exp.export("bert", "exports")                      # SavedModels for TF Serving
     >>> exp.recommend(["1", "2"], k=5)                     # [[(item_id, score), ...], ...]
+    >>> exp.explain("1", "50").summary()                   # the history items behind it
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import tensorflow as tf
 
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.config.choices import REPORT_VARIANTS, variant_uses_text
+from tfrec_llm.content.evidence import Explanation
 from tfrec_llm.data.schema import RecDataset
+from tfrec_llm.experiments.explain import Explainer
 from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
 from tfrec_llm.experiments.publish import export_variant
 from tfrec_llm.experiments.reports import evaluate_protocols, test_table
@@ -138,3 +141,13 @@ class Experiment:
             [(item.decode(), float(score)) for item, score in zip(row_ids, row_scores)]
             for row_ids, row_scores in zip(ids, scores)
         ]
+
+    def explainer(self, variant: str = "bert", top: int = 3) -> Explainer:
+        """An `Explainer` of the ``loo`` model of ``variant`` over the histories it serves with."""
+        prepared = self.prepare("loo", with_text=variant_uses_text(variant))
+        model, _ = self.train(variant, "loo")
+        return Explainer(model, prepared, known_histories(prepared), top)
+
+    def explain(self, user: str, item: str, variant: str = "bert", top: int = 3) -> Explanation:
+        """The history items (and shared categories and title terms) behind recommending ``item`` to ``user``."""
+        return self.explainer(variant, top).explain(user, item)

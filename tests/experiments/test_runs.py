@@ -4,12 +4,14 @@ data; anything else is an error that keeps the folder, unless the caller asks to
 import dataclasses
 import json
 import os
+import re
+import shutil
 
 import pytest
 
-from tfrec_llm.config import ExperimentConfig, replace
+from tfrec_llm.config import ExperimentConfig, load_config, replace
 from tfrec_llm.experiments.prepare import prepare
-from tfrec_llm.experiments.runs import StaleRunError, load_or_train, run_dir
+from tfrec_llm.experiments.runs import StaleRunError, load_or_train, move_aside, run_dir
 
 _TINY = dict(
     model__embedding_dim=8, model__history_length=4, train__batch_size=32, train__epochs=1, train__patience=1
@@ -66,12 +68,14 @@ def test_changed_data_is_an_error(trained, tiny_dataset):
     interactions = tiny_dataset.interactions.copy()
     interactions.loc[0, "timestamp"] += 1  # one edited row of the log
     edited = dataclasses.replace(tiny_dataset, interactions=interactions)
-    with pytest.raises(StaleRunError, match=r"data_sha256"):
+    with pytest.raises(StaleRunError, match=r"the input data changed.*--retrain"):
         load_or_train(cfg, prepare(cfg, "loo", with_text=False, dataset=edited), "id", verbose=0)
 
 
 def test_retrain_and_if_stale_retrain_replace_the_run(trained, caplog):
     cfg, prepared, _, directory = trained
+    shutil.rmtree(directory)  # if_stale=retrain (a caller's own folder) deletes; tested on a fresh one
+    load_or_train(cfg, prepared, "id", verbose=0)
     changed = replace(cfg, model__embedding_dim=12)
     model, _ = load_or_train(changed, prepared, "id", if_stale="retrain", verbose=0)
     assert model.item_tower.embedding_dim == 12
@@ -80,6 +84,70 @@ def test_retrain_and_if_stale_retrain_replace_the_run(trained, caplog):
     assert model.item_tower.embedding_dim == 8
     with open(os.path.join(directory, "training_config.json")) as f:
         assert json.load(f)["model"]["embedding_dim"] == 8
+
+
+def test_retrain_moves_the_old_run_aside_and_never_deletes_it(trained, caplog):
+    cfg, prepared, _, directory = trained
+    with open(os.path.join(directory, "model.weights.h5"), "rb") as f:
+        old_weights = f.read()
+    load_or_train(cfg, prepared, "id", retrain=True, verbose=0)
+    load_or_train(cfg, prepared, "id", retrain=True, verbose=0)  # twice in one second: no clash
+    parent, name = os.path.split(directory)
+    backups = sorted(d for d in os.listdir(parent) if d.startswith(name + ".bak-"))
+    assert len(backups) == 2
+    assert re.fullmatch(r"id\.bak-\d{8}-\d{6}(-2)?", backups[0]), backups
+    with open(os.path.join(parent, backups[0], "model.weights.h5"), "rb") as f:
+        assert f.read() == old_weights  # the first model, untouched
+    assert os.path.exists(os.path.join(parent, backups[0], "result.json"))
+    assert any("moved the old run" in r.getMessage() for r in caplog.records)
+
+
+def test_move_aside_of_a_missing_or_empty_folder_does_nothing(tmp_path):
+    assert move_aside(str(tmp_path / "nothing")) is None
+    (tmp_path / "empty").mkdir()
+    assert move_aside(str(tmp_path / "empty")) is None
+    assert os.listdir(tmp_path) == ["empty"]
+
+
+def _csv_run(tiny_csv_config):
+    config, tmp = tiny_csv_config
+    cfg = load_config(config, ["train.epochs=1", "model.embedding_dim=8"])
+    _, info = load_or_train(cfg, prepare(cfg, "loo", with_text=False), "id", verbose=0)
+    return cfg, tmp
+
+
+def test_an_in_place_edit_of_the_csv_is_a_stale_run_naming_the_file(tiny_csv_config):
+    cfg, tmp = _csv_run(tiny_csv_config)
+    path = tmp / "interactions.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))  # the last interaction removed, in place
+    with pytest.raises(StaleRunError) as err:
+        load_or_train(cfg, prepare(cfg, "loo", with_text=False), "id", verbose=0)
+    message = str(err.value)
+    size = path.stat().st_size
+    assert (
+        f"the input data changed: interactions file {path} ({size + len(lines[-1])} -> {size} bytes"
+        in message
+    )
+    assert "--retrain" in message and "data_sha256" not in message
+
+
+def test_a_changed_vocabulary_is_a_stale_run_not_a_shape_traceback(tiny_csv_config):
+    cfg, tmp = _csv_run(tiny_csv_config)
+    path = tmp / "interactions.csv"
+    with open(path, "a") as f:  # a new item (the item file lists it) and a new user
+        f.write("999,1,2000000\n999,2,2000001\n999,3,2000002\n")
+    with pytest.raises(StaleRunError, match=r"the input data changed: interactions file"):
+        load_or_train(cfg, prepare(cfg, "loo", with_text=False), "id", verbose=0)
+
+
+def test_weights_that_do_not_fit_are_a_stale_run(trained, tmp_path):
+    cfg, prepared, _, directory = trained
+    other = replace(cfg, model__embedding_dim=12, train__model_dir=str(tmp_path / "other"))
+    load_or_train(other, prepared, "id", verbose=0)
+    shutil.copy(os.path.join(run_dir(other, "loo", "id"), "model.weights.h5"), directory)
+    with pytest.raises(StaleRunError, match=r"model\.weights\.h5 does not fit the model .*--retrain"):
+        load_or_train(cfg, prepared, "id", verbose=0)
 
 
 def test_a_model_without_its_fingerprint_is_not_reused(trained):

@@ -28,13 +28,16 @@ def add_subcommands(subparsers: Any) -> None:
         description="Train a two-tower model with early stopping on VALID (full-ranking NDCG@10). "
         "Interrupted runs resume from <model_dir>/<protocol>/<variant>/backup. A finished run "
         "with the same config and data is reused; one made with other settings or data is an "
-        "error (nothing is deleted) unless --retrain.",
+        "error (nothing is deleted) unless --retrain, which moves the old run aside to "
+        "<run>.bak-<time> and trains again.",
     )
     options.add_common(p)
     options.add_variant(p)
     options.add_protocol(p)
     p.add_argument(
-        "--retrain", action="store_true", help="replace the finished model, if any, and train again"
+        "--retrain",
+        action="store_true",
+        help="move the finished model, if any, aside to <run>.bak-<time> (never deleted) and train again",
     )
     p.set_defaults(handler=train)
 

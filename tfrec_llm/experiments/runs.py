@@ -3,7 +3,8 @@
 Layout of a run folder (default ``<train.model_dir>/<protocol>/<variant>``)::
 
     training_config.json  what decides the model: the data/text/model/train config sections and
-                          a fingerprint of the input data
+                          a hash of the parsed input data
+    data_files.json       size, mtime and SHA-256 of each input file (to name what changed)
     config.yaml           the full config of the run (``tfrec-llm train --config`` accepts it)
     model.weights.h5      the finished model (best VALID epoch, or the refit)
     result.json           best_epoch, valid_metrics, epochs_run, train_seconds
@@ -12,8 +13,10 @@ Layout of a run folder (default ``<train.model_dir>/<protocol>/<variant>``)::
 A folder with ``model.weights.h5`` and ``result.json`` is finished and is reused; a folder
 without them (nothing yet, or a killed run) trains, resuming from ``backup/``. A folder trained
 with other settings or other data is never reused and never deleted silently: `load_or_train`
-raises `StaleRunError`, which names the differences and the two ways out (``--retrain`` or
-another ``--model-dir``).
+raises `StaleRunError`, which names the differences (changed settings, changed input files: see
+``experiments.fingerprint``) and the two ways out (``train --retrain``, which moves the old run
+aside to ``<run>.bak-<time>``, or another ``--model-dir``). Weights that do not fit the model
+of the current settings are a `StaleRunError` too, never a shape traceback.
 
 Example:
     >>> prepared = prepare(cfg, "loo")
@@ -24,22 +27,27 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import shutil
+import time
 from typing import Any
 
-import pandas as pd
 import tf_keras as keras
 
 from tfrec_llm.atomic_io import atomic_path, write_json
-from tfrec_llm.config import ExperimentConfig, config_to_dict, dump_config, replace
+from tfrec_llm.config import DataConfig, ExperimentConfig, dump_config, replace
 from tfrec_llm.config.choices import VARIANT_NAMES, VARIANTS
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.evaluation.protocols import evaluate
 from tfrec_llm.experiments.builders import build_two_tower
+from tfrec_llm.experiments.fingerprint import (
+    data_fingerprint,
+    file_fingerprints,
+    stale_reasons,
+    training_fingerprint,
+)
 from tfrec_llm.experiments.prepare import Prepared
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.scorer import TwoTowerScorer
@@ -51,6 +59,22 @@ WEIGHTS = "model.weights.h5"
 RESULT = "result.json"
 FINGERPRINT = "training_config.json"
 CONFIG = "config.yaml"
+DATA_FILES = "data_files.json"
+WAYS_OUT = (
+    "Train it again with `tfrec-llm train --retrain` (the old run is moved aside to "
+    "<run>.bak-<time>, not deleted), or choose another --model-dir."
+)
+
+__all__ = [
+    "StaleRunError",
+    "build_model",
+    "data_fingerprint",
+    "load_or_train",
+    "move_aside",
+    "run_dir",
+    "training_fingerprint",
+    "variant_config",
+]
 
 _IF_STALE = ("error", "retrain")
 
@@ -154,60 +178,69 @@ def train_variant(
     return result
 
 
-def data_fingerprint(prepared: Prepared) -> str:
-    """A hash of the input frames (interactions, items, users) that a model is trained on."""
-    digest = hashlib.sha256()
-    for frame in (prepared.dataset.interactions, prepared.dataset.items, prepared.dataset.users):
-        digest.update(",".join(map(str, frame.columns)).encode())
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
-def training_fingerprint(cfg: ExperimentConfig, prepared: Prepared | None = None) -> dict[str, Any]:
-    """What decides a trained model (not where files go): config sections, and the data hash."""
-    values = config_to_dict(cfg)
-    values["train"].pop("model_dir", None)
-    values["text"].pop("cache_dir", None)
-    values["text"].pop("batch_size", None)
-    out: dict[str, Any] = {key: values[key] for key in ("data", "text", "model", "train")}
-    if prepared is not None:
-        out["data_sha256"] = data_fingerprint(prepared)
-    return out
+def _check_not_stale(directory: str, fingerprint: dict[str, Any], data: DataConfig | None = None) -> None:
+    """Raises `StaleRunError` when ``directory`` holds a run made with another fingerprint.
 
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``section.field: old -> new`` for every leaf that differs."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{key}.{d}" for d in _differences(a, b)]
-        elif a != b:
-            out.append(f"{key}: {a!r} -> {b!r}")
-    return out
-
-
-def _check_not_stale(directory: str, fingerprint: dict[str, Any]) -> None:
-    """Raises `StaleRunError` when ``directory`` holds a run made with another fingerprint."""
+    Args:
+        directory: The run folder.
+        fingerprint: The current `training_fingerprint`.
+        data: The current data section; with it, a changed input file is named in the message.
+    """
     marker = os.path.join(directory, FINGERPRINT)
     finished = os.path.exists(os.path.join(directory, WEIGHTS))
     if not os.path.exists(marker):
         if finished:
             raise StaleRunError(
                 f"{directory} holds a model without {FINGERPRINT}, so its settings and data "
-                "cannot be checked. Train again with --retrain (replaces it) or choose another "
-                "--model-dir."
+                f"cannot be checked. {WAYS_OUT}"
             )
         return
-    with open(marker, encoding="utf-8") as f:
-        old = json.load(f)
+    old = _read_json(marker)
     if old != fingerprint:
-        changes = _differences(old, fingerprint)
+        files_path = os.path.join(directory, DATA_FILES)
+        old_files = _read_json(files_path) if os.path.exists(files_path) else None
+        new_files = file_fingerprints(data) if data is not None and old_files is not None else {}
+        changes = stale_reasons(old, fingerprint, old_files, new_files)
         raise StaleRunError(
             f"{directory} holds a model trained with other settings or data "
             f"({'; '.join(changes[:6])}{' ...' if len(changes) > 6 else ''}). It is kept as it "
-            "is. Train again with --retrain (replaces it), or choose another --model-dir."
+            f"is. {WAYS_OUT}"
         )
+
+
+def move_aside(directory: str) -> str | None:
+    """Renames a run folder to ``<directory>.bak-<YYYYmmdd-HHMMSS>`` (never deletes it).
+
+    Returns:
+        The new name, or None when ``directory`` does not exist or is empty.
+    """
+    if not os.path.isdir(directory) or not os.listdir(directory):
+        return None
+    base = f"{directory.rstrip(os.sep)}.bak-{time.strftime('%Y%m%d-%H%M%S')}"
+    target, n = base, 1
+    while os.path.exists(target):
+        n += 1
+        target = f"{base}-{n}"
+    os.replace(directory, target)
+    return target
+
+
+def _load_finished(cfg: ExperimentConfig, prepared: Prepared, variant: str, directory: str) -> TwoTowerModel:
+    """The finished model of ``directory``; `StaleRunError` when its weights do not fit."""
+    model = build_model(cfg, prepared, variant)
+    try:
+        model.load_weights(os.path.join(directory, WEIGHTS))
+    except (ValueError, KeyError, OSError) as err:
+        raise StaleRunError(
+            f"{directory}/{WEIGHTS} does not fit the model of the current settings and data "
+            f"({str(err).splitlines()[0][:200]}). It is kept as it is. {WAYS_OUT}"
+        ) from None
+    return model
 
 
 def load_or_train(
@@ -227,10 +260,11 @@ def load_or_train(
         prepared: The data, split for the protocol the model is trained under.
         variant: ``id``, ``text`` or ``bert``.
         directory: The run folder; default `run_dir`.
-        retrain: Delete whatever the folder holds and train from scratch.
+        retrain: Move whatever the folder holds aside (`move_aside`: ``<dir>.bak-<time>``)
+            and train from scratch.
         if_stale: When the folder holds a run made with other settings or data: ``error``
-            (raise `StaleRunError`, keep the folder) or ``retrain`` (replace it, with a warning;
-            for folders a caller owns, such as a tuner's).
+            (raise `StaleRunError`, keep the folder) or ``retrain`` (delete and replace it,
+            with a warning; only for folders a caller owns, such as a tuner's trials).
         verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
 
     Returns:
@@ -244,26 +278,30 @@ def load_or_train(
         raise ConfigError(f"if_stale={if_stale!r}; expected one of {_IF_STALE}")
     directory = directory or run_dir(cfg, prepared.split.protocol, variant)
     fingerprint = training_fingerprint(variant_config(cfg, variant), prepared)
+    replace_stale = False
     if not retrain:
         try:
-            _check_not_stale(directory, fingerprint)
+            _check_not_stale(directory, fingerprint, cfg.data)
         except StaleRunError as err:
             if if_stale == "error":
                 raise
             logger.warning("%s: training again", err)
-            retrain = True
+            replace_stale = True
     weights = os.path.join(directory, WEIGHTS)
     info_path = os.path.join(directory, RESULT)
     seed_everything(cfg)
-    if not retrain and os.path.exists(weights) and os.path.exists(info_path):
-        model = build_model(cfg, prepared, variant)
-        model.load_weights(weights)
-        with open(info_path, encoding="utf-8") as f:
-            return model, json.load(f)
+    if not (retrain or replace_stale) and os.path.exists(weights) and os.path.exists(info_path):
+        model = _load_finished(cfg, prepared, variant, directory)
+        return model, _read_json(info_path)
     if retrain:
+        moved = move_aside(directory)
+        if moved:
+            logger.warning("--retrain: moved the old run %s to %s", directory, moved)
+    elif replace_stale:
         shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
     write_json(os.path.join(directory, FINGERPRINT), fingerprint)
+    write_json(os.path.join(directory, DATA_FILES), file_fingerprints(cfg.data))
     dump_config(cfg, os.path.join(directory, CONFIG))
     result = train_variant(cfg, prepared, variant, directory, verbose=verbose)
     info: dict[str, Any] = {

@@ -73,6 +73,18 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500; 0 = any free port)")
     p.add_argument("--rest-port", type=int, default=8501, help="REST port (default 8501; 0 = no REST API)")
     p.add_argument(
+        "--enable_batching",
+        "--enable-batching",
+        action="store_true",
+        help="merge concurrent Predict requests of one model and signature into one call (as TF Serving)",
+    )
+    p.add_argument(
+        "--batching_parameters_file",
+        "--batching-parameters-file",
+        metavar="FILE",
+        help="BatchingParameters text proto, e.g. serving/batching.config (needs --enable_batching)",
+    )
+    p.add_argument(
         "--poll-interval",
         type=float,
         default=1.0,
@@ -139,6 +151,18 @@ def add_subcommands(subparsers: Any) -> None:
     p.set_defaults(handler=check_servable_command)
 
 
+def _batching(args: argparse.Namespace) -> Any:
+    """The ``BatchingParameters`` of ``--enable_batching [--batching_parameters_file]``, or ``None``."""
+    from tfrec_llm.errors import ConfigError
+    from tfrec_llm.serving.local.batching import read_batching_parameters
+
+    if args.batching_parameters_file and not args.enable_batching:
+        raise ConfigError(
+            "--batching_parameters_file needs --enable_batching (as in tensorflow_model_server)."
+        )
+    return read_batching_parameters(args.batching_parameters_file) if args.enable_batching else None
+
+
 def serve_command(args: argparse.Namespace) -> int:
     """``tfrec-llm serve``: blocks until Ctrl-C."""
     from tfrec_llm.serving.local import LocalModelServer
@@ -149,6 +173,7 @@ def serve_command(args: argparse.Namespace) -> int:
         "rest_port": rest_port,
         "host": args.host,
         "poll_interval_s": args.poll_interval,
+        "batching_parameters": _batching(args),
     }
     if args.model_config:
         server = LocalModelServer.from_config_file(args.model_config, **common)

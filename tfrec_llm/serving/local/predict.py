@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -17,6 +17,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
+
+from tfrec_llm.serving.local.batching import BatchRefused, BatchScheduler, batch_key
+from tfrec_llm.serving.local.tensors import to_ndarray, to_tensor_proto
 
 __all__ = [
     "DEFAULT_SIGNATURE",
@@ -26,6 +29,7 @@ __all__ = [
     "check_metadata_request",
     "metadata_response",
     "predict_on",
+    "prepare_arrays",
     "prepare_inputs",
 ]
 
@@ -54,6 +58,8 @@ class Servable:
         signature_defs: Signature name -> SignatureDef of the ``serve`` meta graph.
         functions: Signature name -> concrete function.
         load_seconds: Seconds the load, warmup included, took.
+        default_tensors: (signature, alias) -> tensor of a ``SignatureDef.defaults`` value,
+            converted once (filled by the first request that uses it).
     """
 
     name: str
@@ -63,6 +69,7 @@ class Servable:
     signature_defs: Mapping[str, meta_graph_pb2.SignatureDef]
     functions: Mapping[str, Callable[..., Mapping[str, tf.Tensor]]]
     load_seconds: float
+    default_tensors: dict[tuple[str, str], tf.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
 
 class ServingBackend(Protocol):
@@ -93,6 +100,21 @@ def prepare_inputs(signature: Any, request_inputs: Mapping[str, Any]) -> dict[st
     Raises:
         RequestStatusError: ``INVALID_ARGUMENT`` on extra, missing, mistyped or misshaped inputs.
     """
+    arrays, _ = prepare_arrays(signature, request_inputs)
+    return {a: tf.constant(v, dtype=tf.dtypes.as_dtype(signature.inputs[a].dtype)) for a, v in arrays.items()}
+
+
+def prepare_arrays(
+    signature: Any, request_inputs: Mapping[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, bool]]:
+    """Validates request inputs against a SignatureDef and fills defaults.
+
+    Returns:
+        Input alias -> numpy array, and alias -> whether the request sent it (else a default).
+
+    Raises:
+        RequestStatusError: ``INVALID_ARGUMENT`` on extra, missing, mistyped or misshaped inputs.
+    """
     sig_inputs, defaults = signature.inputs, signature.defaults
     req, expected = sorted(request_inputs), sorted(sig_inputs)
     if len(req) > len(expected) or (len(req) < len(expected) and not defaults):
@@ -104,7 +126,7 @@ def prepare_inputs(signature: Any, request_inputs: Mapping[str, Any]) -> dict[st
             f"len({{{','.join(req)}}}) != len({{{','.join(expected)}}}). Sent extra: "
             f"{{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.",
         )
-    tensors = {}
+    arrays, sent = {}, {}
     for index, alias in enumerate(expected):
         info = sig_inputs[alias]
         if alias in request_inputs:
@@ -125,7 +147,7 @@ def prepare_inputs(signature: Any, request_inputs: Mapping[str, Any]) -> dict[st
                 f"{_dtype_name(proto.dtype)} is provided (input alias '{alias}').",
             )
         try:
-            array = tf.make_ndarray(proto)
+            array = to_ndarray(proto)
         except Exception:
             raise RequestStatusError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {alias}"
@@ -144,7 +166,7 @@ def prepare_inputs(signature: Any, request_inputs: Mapping[str, Any]) -> dict[st
                 f"input '{alias}' has shape {list(array.shape)} (rank {array.ndim}) but the "
                 f"signature expects shape {want} (rank {len(want)}; -1 = any size).",
             )
-        tensors[alias] = tf.convert_to_tensor(array, dtype=tf.dtypes.as_dtype(info.dtype))
+        arrays[alias], sent[alias] = array, from_request
     unknown = sorted(set(req) - set(expected))
     if unknown:
         raise RequestStatusError(
@@ -152,7 +174,7 @@ def prepare_inputs(signature: Any, request_inputs: Mapping[str, Any]) -> dict[st
             f"Inputs contains invalid name. Used request inputs: "
             f"{','.join(a for a in req if a in sig_inputs)}, request input: {','.join(req)}",
         )
-    return tensors
+    return arrays, sent
 
 
 def _output_aliases(signature: Any, output_filter: Any) -> list[str]:
@@ -174,11 +196,30 @@ def _output_aliases(signature: Any, output_filter: Any) -> list[str]:
     return seen
 
 
+def _tensors(
+    servable: Servable,
+    sig_name: str,
+    signature: Any,
+    arrays: Mapping[str, np.ndarray],
+    defaulted: frozenset[str],
+) -> dict[str, tf.Tensor]:
+    tensors = {}
+    for alias, array in arrays.items():
+        key = (sig_name, alias)
+        tensor = servable.default_tensors.get(key) if alias in defaulted else None
+        if tensor is None:
+            tensor = tf.constant(array, dtype=tf.dtypes.as_dtype(signature.inputs[alias].dtype))
+            if alias in defaulted:
+                servable.default_tensors[key] = tensor
+        tensors[alias] = tensor
+    return tensors
+
+
 def _call(
-    function: Callable[..., Mapping[str, tf.Tensor]], inputs: dict[str, tf.Tensor]
+    function: Callable[..., Mapping[str, tf.Tensor]], inputs: Callable[[], dict[str, tf.Tensor]]
 ) -> dict[str, np.ndarray]:
     try:
-        outputs = function(**inputs)
+        outputs = function(**inputs())
         return {k: v.numpy() for k, v in outputs.items()}
     except tf.errors.OpError as exc:
         code = _CODE_BY_VALUE.get(exc.error_code, grpc.StatusCode.INTERNAL)
@@ -192,6 +233,7 @@ def predict_on(
     request: Any,
     executor: futures.Executor | None,
     timeout_s: float | None,
+    batcher: BatchScheduler | None = None,
 ) -> Any:
     """Answers a ``PredictRequest`` with one servable.
 
@@ -200,6 +242,8 @@ def predict_on(
         request: The ``PredictRequest``.
         executor: Runs the signature call (so a deadline can be kept); ``None`` runs it inline.
         timeout_s: The caller's deadline; ``None`` waits as long as the call takes.
+        batcher: Merges this request with concurrent ones of the same servable and signature
+            (``--enable_batching``); requests it cannot merge run as without it.
 
     Returns:
         The ``PredictResponse``.
@@ -216,26 +260,45 @@ def predict_on(
             grpc.StatusCode.FAILED_PRECONDITION,
             f'Serving signature key "{sig_name}" not found.',
         )
-    inputs = prepare_inputs(signature, request.inputs)
+    arrays, sent = prepare_arrays(signature, request.inputs)
     aliases = _output_aliases(signature, request.output_filter)
-    if executor is None:
-        outputs = _call(function, inputs)
+    defaulted = frozenset(a for a, s in sent.items() if not s)
+
+    def call(merged: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return _call(function, lambda: _tensors(servable, sig_name, signature, merged, defaulted))
+
+    spec = batch_key(arrays, sent) if batcher is not None else None
+    if batcher is not None and spec is not None and spec.rows <= batcher.params.max_batch_size:
+        try:  # the key holds id(servable): a queued batch keeps its servable alive
+            future = batcher.submit((id(servable), sig_name, spec.key), call, arrays, spec)
+        except BatchRefused as exc:
+            raise RequestStatusError(exc.code, exc.message) from None
+        outputs = _result(future, timeout_s)
+    elif executor is None:
+        outputs = call(arrays)
     else:
         try:
-            future = executor.submit(_call, function, inputs)
+            future = executor.submit(call, arrays)
         except RuntimeError:  # shut down between lookup and submit
             raise RequestStatusError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down.") from None
-        try:
-            outputs = future.result(timeout=timeout_s)
-        except futures.TimeoutError:
-            raise RequestStatusError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        outputs = _result(future, timeout_s)
     response = predict_pb2.PredictResponse()
     response.model_spec.name = servable.name
     response.model_spec.version.value = servable.version
     response.model_spec.signature_name = sig_name
     for alias in aliases:
-        response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+        response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias]))
     return response
+
+
+def _result(future: futures.Future, timeout_s: float | None) -> dict[str, np.ndarray]:
+    try:
+        return future.result(timeout=timeout_s)
+    except futures.TimeoutError:
+        future.cancel()  # a request still queued for a batch is dropped from it
+        raise RequestStatusError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+    except BatchRefused as exc:
+        raise RequestStatusError(exc.code, exc.message) from None
 
 
 def check_metadata_request(request: Any) -> None:

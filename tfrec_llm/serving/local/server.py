@@ -25,6 +25,7 @@ from typing import Any
 
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.export.models_config import ModelEntry, read_models_config
+from tfrec_llm.serving.local.batching import BatchingParameters, BatchScheduler
 from tfrec_llm.serving.local.grpc_api import GrpcFrontend
 from tfrec_llm.serving.local.predict import (
     Servable,
@@ -54,6 +55,8 @@ class LocalModelServer:
         host: Interface to bind; loopback by default.
         poll_interval_s: Seconds between scans of the base paths for new versions.
         max_workers: Threads for gRPC handlers and for model calls.
+        batching_parameters: Turns request batching on (``--enable_batching``); see
+            :mod:`~tfrec_llm.serving.local.batching`. ``None``: every request runs alone.
 
     Raises:
         ConfigError: If neither or both of ``model_config_file`` and ``model_base_path`` are
@@ -71,6 +74,7 @@ class LocalModelServer:
         host: str = "127.0.0.1",
         poll_interval_s: float = 1.0,
         max_workers: int = 8,
+        batching_parameters: BatchingParameters | None = None,
     ) -> None:
         if (model_config_file is None) == (model_base_path is None):
             raise ConfigError(
@@ -89,6 +93,8 @@ class LocalModelServer:
         self._host, self._port, self._rest_port_req = host, port, rest_port
         self.poll_interval_s = poll_interval_s
         self._max_workers = max_workers
+        self._batching = batching_parameters
+        self._batcher: BatchScheduler | None = None
         self._stopped = threading.Event()
         self._executor: futures.ThreadPoolExecutor | None = None
         self._grpc: GrpcFrontend | None = None
@@ -150,6 +156,7 @@ class LocalModelServer:
     def _start(self) -> None:
         self._stopped.clear()
         self._executor = futures.ThreadPoolExecutor(self._max_workers, "tfrec-model")
+        self._batcher = BatchScheduler(self._batching) if self._batching is not None else None
         self._registry.poll_once()
         self._grpc = GrpcFrontend(self, self._host, self._port, self._max_workers)
         self.grpc_port = self._grpc.port
@@ -176,6 +183,9 @@ class LocalModelServer:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
         self._registry.unload_all()
         self._stopped.set()
 
@@ -222,7 +232,7 @@ class LocalModelServer:
     def predict(self, request: Any, timeout_s: float | None = None) -> Any:
         """Answers a ``PredictRequest``; raises ``RequestStatusError`` on failure."""
         servable = self._registry.resolve(request.model_spec)
-        return predict_on(servable, request, self._executor, timeout_s)
+        return predict_on(servable, request, self._executor, timeout_s, self._batcher)
 
     def get_model_metadata(self, request: Any) -> Any:
         """Answers a ``GetModelMetadataRequest`` (only the ``signature_def`` field exists)."""

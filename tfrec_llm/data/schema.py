@@ -37,6 +37,7 @@ DROP_REASONS = (
     "bad_timestamp",
     "bad_rating",
     "unknown_item",
+    "duplicate_interaction",
     "duplicate_item",
     "duplicate_user",
 )

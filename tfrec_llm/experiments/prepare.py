@@ -61,7 +61,12 @@ class Prepared:
 
 
 def load_dataset(cfg: DataConfig) -> RecDataset:
-    """Reads the data set named by the data section of a config."""
+    """Reads the data set named by the data section of a config.
+
+    For the generic sources each file's format comes from its extension (``.csv``, ``.jsonl``,
+    ...), ``data.source`` for a file without a known one: ``data.source: jsonl`` reads a
+    ``items.csv`` as CSV.
+    """
     if cfg.source == "movielens_100k":
         return read_movielens_100k(cfg.path or None, strict=cfg.strict)
     if cfg.source == "movielens_100k_raw":
@@ -76,7 +81,8 @@ def load_dataset(cfg: DataConfig) -> RecDataset:
         item_text_fields=cfg.item_text_fields,
         item_categorical_fields=cfg.item_categorical_fields,
         user_profile_fields=cfg.user_profile_fields,
-        file_format=cfg.source,
+        file_format="auto",
+        default_format=cfg.source,
         strict=cfg.strict,
     )
 

@@ -1,9 +1,11 @@
 """From loaded tables to a validated `RecDataset`: ids, timestamps, ratings, catalog, users.
 
-:func:`build_dataset` checks and converts the canonical columns (empty ids, unparsable
-timestamps and ratings, duplicate item/user rows, interactions naming unknown items), records
+:func:`build_dataset` checks and converts the canonical columns (empty or missing ids,
+unparsable timestamps and ratings, exact duplicate interactions, duplicate item/user rows,
+interactions naming unknown items), records
 each problem in the `IssueLog` (raised at once when strict, dropped and counted otherwise) and
-logs one warning when anything was dropped or noticed.
+logs one warning when anything was dropped or noticed. An empty file, and a log left without
+any interaction, are one clear DataError each.
 """
 
 from __future__ import annotations
@@ -26,13 +28,75 @@ TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _INT_PATTERN = r"[+-]?[0-9]{1,18}"
 
 
+MISSING_IDS = ("nan", "null", "none", "nat", "<na>", "n/a")
+"""Id cells that mean "no value" (any case): dropped like an empty id in every format, so a CSV
+``NaN`` and a JSON ``null`` are the same missing id (pandas and JSON writers spell it so)."""
+
+
 def check_ids(table: RawTable, names: Sequence[str], log: IssueLog) -> None:
-    """Strips ids; rows with an empty id are ``empty_id``."""
+    """Strips ids; rows with an empty or missing (`MISSING_IDS`) id are ``empty_id``."""
     for name in names:
         table.frame[name] = table.frame[name].str.strip()
-        bad = (table.frame[name] == "").to_numpy()
-        log.add("empty_id", table, name, table.frame.loc[bad], table.frame.loc[bad, name], "empty id")
-        drop_rows(table, bad)
+        values = table.frame[name]
+        bad = (values == "").to_numpy()
+        missing = values.str.lower().isin(MISSING_IDS).to_numpy()
+        log.add("empty_id", table, name, table.frame.loc[bad], values[bad], "empty id")
+        log.add(
+            "empty_id",
+            table,
+            name,
+            table.frame.loc[missing],
+            values[missing],
+            "missing id {value!r} (read as no id, like an empty cell or a JSON null)",
+        )
+        drop_rows(table, bad | missing)
+
+
+def drop_duplicate_interactions(table: RawTable, frame: pd.DataFrame, log: IssueLog) -> pd.DataFrame:
+    """Drops exact repeats of an interaction (first kept) as ``duplicate_interaction``.
+
+    A repeat has the user, item and timestamp (and event and scenario, when the file has them)
+    of an earlier row: it would count twice in training and could make a user's last two
+    interactions the same item, changing which users are evaluated.
+    """
+    key = [c for c in (USER_ID, ITEM_ID, TIMESTAMP, *schema.INTERACTION_OPTIONAL[1:]) if c in frame.columns]
+    dup = frame.duplicated(subset=key, keep="first").to_numpy()
+    if dup.any():
+        first = frame.drop_duplicates(subset=key, keep="first").set_index(key)[LOC]
+        lines = first.reindex(pd.MultiIndex.from_frame(frame.loc[dup, key])).to_numpy()
+        rows = frame.loc[dup]
+        shown = [
+            f"user {u!r}, item {i!r}, timestamp {t} repeats {table.unit} {line}"
+            for u, i, t, line in zip(rows[USER_ID], rows[ITEM_ID], rows[TIMESTAMP], lines)
+        ]
+        log.add("duplicate_interaction", table, None, rows, shown, "duplicate interaction: {value}")
+    return frame.loc[~dup]
+
+
+def check_has_columns(table: RawTable, log: IssueLog, what: str) -> None:
+    """Raises a DataError saying ``table``'s file is empty (or unreadable), not missing columns."""
+    if any(str(c).strip() for c in table.frame.columns if c != LOC):
+        return
+    log.raise_first(table.path)  # strict: the first malformed line, with its number
+    bad = log.dropped(table.path)
+    why = f"none of its {bad} non-blank lines could be read" if bad else "it is empty"
+    raise DataError(
+        f"{table.path}: no {what} to read ({why}). Expected a header line naming the columns "
+        "(or one JSON object per line) and one row per record; check data.path and data.source."
+    )
+
+
+def check_not_empty(table: RawTable, frame: pd.DataFrame, log: IssueLog, rows_read: int) -> None:
+    """Raises one clear DataError when no interaction survived reading and cleaning."""
+    if len(frame):
+        return
+    if rows_read == 0 and not log.dropped(table.path):
+        why = "the file has a header but no data rows"
+    else:
+        report = log.report()
+        counts = ", ".join(f"{r}={n}" for r, n in report.counts.items() if r not in schema.NOTE_REASONS)
+        why = f"every row was dropped ({counts}; the warning above shows examples)"
+    raise DataError(f"{table.path}: no usable interactions after cleaning: {why}.")
 
 
 def parse_timestamps(values: pd.Series, unit: str) -> tuple[np.ndarray, np.ndarray]:
@@ -149,6 +213,9 @@ def build_dataset(
         )
     item_fields = list(dict.fromkeys([*item_text_fields, *item_categorical_fields]))
     user_fields = list(dict.fromkeys([*user_profile_fields, *([user_text_field] if user_text_field else [])]))
+    for table, what in ((interactions, "interactions"), (items, "items"), (users, "users")):
+        if table is not None:
+            check_has_columns(table, log, what)
     require(interactions, schema.INTERACTION_REQUIRED, mapping)
     if items is not None:
         require(items, [ITEM_ID], mapping)
@@ -156,7 +223,9 @@ def build_dataset(
     if users is not None:
         require(users, [USER_ID, *user_fields], mapping)
 
+    rows_read = len(interactions.frame)
     inter = convert_interactions(interactions, log, timestamp_unit)
+    inter = drop_duplicate_interactions(interactions, inter, log)
     log.raise_first(interactions.path)
     if items is not None:
         item_frame = convert_entities(items, ITEM_ID, log)
@@ -181,6 +250,7 @@ def build_dataset(
             shown = [f"item {i!r} has empty text (no items file was given)" for i in ids[:MAX_EXAMPLES]]
             log.note("empty_text", len(ids), shown)
         item_frame[LOC] = np.zeros(len(ids), dtype=np.int64)
+    check_not_empty(interactions, inter, log, rows_read)
     if items is not None and item_text_fields:
         text = item_frame[list(item_text_fields)].apply(lambda col: col.str.strip() != "")
         empty = ~text.any(axis=1).to_numpy()

@@ -21,6 +21,12 @@ from tfrec_llm.errors import DataError
 MAX_EXAMPLES = 5
 """Example messages kept per reason in the report."""
 
+LAX_HINT = (
+    "fix them, or drop such rows and count them in the report with --set data.strict=false "
+    "(config: data.strict: false; Python: strict=False)"
+)
+"""How to make a reader drop bad rows, in the spelling of the CLI, a config and the API."""
+
 
 @dataclasses.dataclass
 class _Issue:
@@ -86,9 +92,12 @@ class IssueLog:
             key=lambda pair: int(pair[0].locs[pair[1]]),
         )
         total = sum(len(i.locs) for i in found)
-        raise DataError(
-            f"{issue.message(pos)}. ({total} problem(s) in this file; fix them, or pass "
-            "strict=False to drop such rows and count them in dataset.report.)"
+        raise DataError(f"{issue.message(pos)}. ({total} problem(s) in this file; {LAX_HINT})")
+
+    def dropped(self, path: str) -> int:
+        """Rows of ``path`` recorded so far with a dropping reason (notes not counted)."""
+        return sum(
+            len(i.locs) for i in self._issues if i.path == path and i.reason not in schema.NOTE_REASONS
         )
 
     def report(self) -> schema.ValidationReport:

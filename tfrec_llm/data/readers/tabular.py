@@ -14,6 +14,7 @@ Every reader in ``tfrec_llm.data.readers`` works in three steps:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -26,6 +27,8 @@ from tfrec_llm.data.readers.table import RawTable, apply_mapping
 from tfrec_llm.data.schema import RecDataset
 from tfrec_llm.errors import DataError
 
+logger = logging.getLogger(__name__)
+
 FORMATS = ("csv", "tsv", "parquet", "jsonl")
 _EXTENSIONS = {
     ".csv": "csv",
@@ -37,17 +40,43 @@ _EXTENSIONS = {
 }
 
 
-def load_table(path: str | os.PathLike[str], file_format: str, log: IssueLog, encoding: str) -> RawTable:
-    """Loads one file of any supported format (``"auto"`` picks it from the extension)."""
+def format_of(path: str | os.PathLike[str], default: str | None = None) -> str:
+    """The format of a file from its extension, else ``default``.
+
+    Raises:
+        DataError: If the extension is unknown and there is no ``default``.
+    """
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix in _EXTENSIONS:
+        if default not in (None, _EXTENSIONS[suffix]):
+            logger.warning(
+                "%s: reading it as %s (its extension) although the default format is %s; rename "
+                "the file to read it as %s",
+                os.fspath(path),
+                _EXTENSIONS[suffix],
+                default,
+                default,
+            )
+        return _EXTENSIONS[suffix]
+    if default is None:
+        raise DataError(
+            f"cannot tell the format of {os.fspath(path)} from its extension {suffix!r}; pass "
+            f"file_format= one of {FORMATS} (known extensions: {sorted(_EXTENSIONS)})."
+        )
+    return default
+
+
+def load_table(
+    path: str | os.PathLike[str],
+    file_format: str,
+    log: IssueLog,
+    encoding: str,
+    default_format: str | None = None,
+) -> RawTable:
+    """Loads one file of any supported format (``"auto"``: `format_of` the file)."""
     path = os.fspath(path)
     if file_format == "auto":
-        suffix = os.path.splitext(path)[1].lower()
-        if suffix not in _EXTENSIONS:
-            raise DataError(
-                f"cannot tell the format of {path} from its extension {suffix!r}; pass "
-                f"file_format= one of {FORMATS} (known extensions: {sorted(_EXTENSIONS)})."
-            )
-        file_format = _EXTENSIONS[suffix]
+        file_format = format_of(path, default_format)
     if file_format not in FORMATS:
         raise DataError(f"file_format={file_format!r} is not supported; use 'auto' or one of {FORMATS}.")
     if not os.path.isfile(path):
@@ -70,6 +99,7 @@ def read_tabular(
     user_profile_fields: Sequence[str] = (),
     user_text_field: str | None = None,
     file_format: str = "auto",
+    default_format: str | None = None,
     timestamp_unit: str = "s",
     strict: bool = True,
     name: str = "custom",
@@ -91,7 +121,10 @@ def read_tabular(
             when multi-valued).
         user_profile_fields: Canonical user columns usable as features.
         user_text_field: Canonical user column with free text.
-        file_format: ``"auto"`` (from each file's extension) or one of ``FORMATS``.
+        file_format: ``"auto"`` (from each file's extension, so a JSONL log may come with a
+            CSV items file) or one of ``FORMATS`` (every file).
+        default_format: With ``"auto"``, the format of a file whose extension is not one of
+            ``.csv .tsv .parquet .pq .jsonl .ndjson`` (None: such a file is an error).
         timestamp_unit: Unit of numeric timestamps (``"s"``, ``"ms"``, ``"us"``, ``"ns"``);
             ISO-8601 strings (UTC when they carry no offset) are accepted too. Stored as int64
             unix seconds (floored).
@@ -114,9 +147,15 @@ def read_tabular(
         ...                   item_text_fields=("title",))  # doctest: +SKIP
     """
     log = IssueLog(strict)
-    inter = load_table(interactions_path, file_format, log, encoding)
-    items = None if items_path is None else load_table(items_path, file_format, log, encoding)
-    users = None if users_path is None else load_table(users_path, file_format, log, encoding)
+    if default_format is not None and default_format not in FORMATS:
+        raise DataError(f"default_format={default_format!r} is not supported; use one of {FORMATS}.")
+
+    def load(path: str | os.PathLike[str]) -> RawTable:
+        return load_table(path, file_format, log, encoding, default_format)
+
+    inter = load(interactions_path)
+    items = None if items_path is None else load(items_path)
+    users = None if users_path is None else load(users_path)
     mapping = dict(columns or {})
     apply_mapping({"interactions": inter, "items": items, "users": users}, mapping)
     return build_dataset(

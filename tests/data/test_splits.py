@@ -392,3 +392,24 @@ def test_ml100k_cold_users_counts(ml100k, reference):
     assert got == pinned
     assert all(len(h) == 5 for h in split.test.histories)
     assert split.test.candidate_ids is None
+
+
+@pytest.mark.parametrize(
+    ("protocol", "rows", "empty"),
+    [
+        ("loo", [("1", "1", 1), ("1", "2", 2), ("2", "1", 3)], "VALID and TEST empty"),
+        ("loo", [], "TRAIN and VALID and TEST empty"),
+        ("cold-items", [("1", "1", 1), ("1", "2", 2)], "empty"),
+    ],
+)
+def test_too_few_interactions_to_split_is_one_sentence(protocol, rows, empty):
+    with pytest.raises(
+        DataError,
+        match=rf"^too few interactions to split under protocol '{protocol}': .*{empty}\)\. It needs",
+    ):
+        splits.check_usable(_dataset(rows), splits.make_split(_dataset(rows), protocol))
+
+
+def test_a_split_with_every_part_is_usable():
+    ds = _dataset(TIE_ROWS + [("3", str(k), k) for k in range(1, 9)])
+    splits.check_usable(ds, splits.make_split(ds, "loo"))  # raises nothing

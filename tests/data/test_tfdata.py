@@ -1,11 +1,13 @@
 """Tests for tfrec_llm.data.tfdata: causal histories and the training dataset."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfrec_llm.data.catalog import build_catalog
 from tfrec_llm.data.splits import make_split
 from tfrec_llm.data.tfdata import causal_histories, make_dataset, training_examples
+from tfrec_llm.errors import DataError
 
 
 def test_causal_histories_hand_case():
@@ -51,3 +53,9 @@ def test_make_dataset_batches_all_examples_once_per_epoch(tiny_dataset):
     batch = next(iter(ds))
     assert sorted(batch["item"].numpy().tolist()) == sorted(ex["item"].tolist())
     assert batch["history"].dtype == tf.int32
+
+
+def test_no_training_examples_is_a_data_error_not_a_tensorflow_one():
+    empty = {"user": np.zeros(0, np.int32), "sequence": np.zeros((0, 3), np.int32)}
+    with pytest.raises(DataError, match=r"^no training examples in TRAIN \(with model\.objective=next_item"):
+        make_dataset(empty, batch_size=4, shuffle_buffer=100)

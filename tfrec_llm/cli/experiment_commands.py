@@ -85,7 +85,12 @@ def add_subcommands(subparsers: Any) -> None:
     )
     options.add_common(p)
     p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
-    p.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    p.add_argument(
+        "--k",
+        type=int,
+        default=10,
+        help="how many items, >= 1 (default 10; more than min(export.max_k, catalog size) is capped, with a warning)",
+    )
     p.add_argument(
         "--explain",
         action="store_true",

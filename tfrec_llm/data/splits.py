@@ -48,7 +48,7 @@ from tfrec_llm.data.split_order import (
     unique_codes,
 )
 from tfrec_llm.data.split_types import EvalTask, Split
-from tfrec_llm.errors import ConfigError
+from tfrec_llm.errors import ConfigError, DataError
 
 __all__ = [
     "COLD_FRACTION",
@@ -61,6 +61,7 @@ __all__ = [
     "EvalTask",
     "Split",
     "assign_tie_keys",
+    "check_usable",
     "make_split",
     "split_cold_items",
     "split_cold_users",
@@ -296,3 +297,30 @@ def make_split(dataset: RecDataset, protocol: str) -> Split:
     if protocol == "cold-users":
         return split_cold_users(dataset.interactions, dataset.items, dataset.users, seed=PROTOCOL_SEED)
     raise ConfigError(f"protocol={protocol!r} is unknown; use one of {PROTOCOLS}.")
+
+
+_NEEDS = {
+    "loo": "users with at least 3 interactions",
+    "cold-items": "users with interactions of warm items, and items enough to hold 20% out",
+    "cold-users": "warm users with at least 2 interactions, and users enough to hold 20% out",
+}
+
+
+def check_usable(dataset: RecDataset, split: Split) -> None:
+    """Raises one clear DataError when ``split`` leaves nothing to train on or to evaluate.
+
+    Called before training (``experiments.prepare``); `make_split` itself returns such splits.
+
+    Raises:
+        DataError: If TRAIN, VALID or TEST is empty, naming the sizes and what the protocol needs.
+    """
+    sizes = {"TRAIN": len(split.train), "VALID": len(split.valid.user_ids), "TEST": len(split.test.user_ids)}
+    empty = [name for name, n in sizes.items() if n == 0]
+    if empty:
+        inter = dataset.interactions
+        raise DataError(
+            f"too few interactions to split under protocol {split.protocol!r}: "
+            f"{len(inter)} interactions of {inter[USER_ID].nunique()} users leave "
+            f"{sizes['TRAIN']} TRAIN interactions, {sizes['VALID']} VALID and {sizes['TEST']} TEST "
+            f"users ({' and '.join(empty)} empty). It needs {_NEEDS[split.protocol]}."
+        )

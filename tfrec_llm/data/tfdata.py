@@ -140,8 +140,16 @@ def make_dataset(
     Each epoch reshuffles (deterministically for a given seed). The last partial batch is
     dropped when shuffling, so every step has ``batch_size`` in-batch negatives, unless there
     are fewer examples than ``batch_size`` (then the one batch holds them all).
+
+    Raises:
+        DataError: If there are no examples.
     """
     n = len(next(iter(examples.values())))
+    if n == 0:
+        raise DataError(
+            "no training examples in TRAIN (with model.objective=next_item a user needs at "
+            "least 2 TRAIN interactions). Add interactions to the log."
+        )
     ds = tf.data.Dataset.from_tensor_slices(examples)
     if shuffle:
         ds = ds.shuffle(min(shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True)

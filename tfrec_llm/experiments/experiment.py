@@ -24,6 +24,7 @@ from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.config.choices import REPORT_VARIANTS, variant_uses_text
 from tfrec_llm.content.evidence import Explanation
 from tfrec_llm.data.schema import RecDataset
+from tfrec_llm.errors import ConfigError
 from tfrec_llm.experiments.explain import Explainer
 from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
 from tfrec_llm.experiments.publish import export_variant
@@ -120,13 +121,28 @@ class Experiment:
         """Top-``k`` items for ``users``, in process, with the graph that is exported.
 
         An unknown user id gets the most popular unseen items (with a warning), as the served
-        model does.
+        model does. A ``k`` above ``min(export.max_k, catalog size)`` is capped, with a warning
+        that says so.
+
+        Raises:
+            ConfigError: If ``k < 1`` (before any data is read).
         """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k={k!r}; expected an integer >= 1 (how many items to recommend per user).")
         prepared = self.prepare("loo", with_text=variant_uses_text(variant))
         model, _ = self.train(variant, "loo")
         histories = known_histories(prepared)
         export = self.config.export
         module = RetrievalModule(model, prepared.catalog, histories, export.default_k, export.max_k)
+        if k > module.max_k:
+            logger.warning(
+                "k=%d is more than can be returned: returning %d items per user (the catalog holds "
+                "%d items; export.max_k=%d)",
+                k,
+                module.max_k,
+                prepared.catalog.num_items,
+                export.max_k,
+            )
         users = [str(u) for u in users]
         for user in users:
             if user not in histories:

@@ -25,7 +25,7 @@ from tfrec_llm.config import DataConfig, ExperimentConfig, TextConfig
 from tfrec_llm.data.catalog import Catalog, build_catalog
 from tfrec_llm.data.readers import read_movielens_1m, read_movielens_100k, read_movielens_raw, read_tabular
 from tfrec_llm.data.schema import ITEM_ID, USER_ID, RecDataset
-from tfrec_llm.data.splits import Split, make_split
+from tfrec_llm.data.splits import Split, check_usable, make_split
 from tfrec_llm.text.templates import render_texts
 
 logger = logging.getLogger(__name__)
@@ -169,9 +169,14 @@ def prepare(
 
     Returns:
         Prepared.
+
+    Raises:
+        DataError: If the data cannot be read, or is too small for the protocol
+            (`tfrec_llm.data.splits.check_usable`).
     """
     dataset = dataset if dataset is not None else load_dataset(cfg.data)
     split = make_split(dataset, protocol or cfg.eval.protocol)
+    check_usable(dataset, split)
     catalog = build_catalog(dataset, split)
     texts = item_texts(dataset, split.item_ids, cfg.text.template)
     embeddings = None

@@ -27,10 +27,17 @@ One run, one machine (named in the output):
    each, own connection) (``--clients threads|processes|both``), so the table shows whether
    the threads were GIL-bound. Per level: QPS (answers / wall time), p50/p95/p99 latency,
    errors, and the CPU cores the server and clients used (process CPU time / wall time).
+   Each level runs against the server without batching (``gRPC``) and with request batching
+   (``gRPC+batching``: ``--enable_batching`` with ``serving/batching.config``, its
+   ``batch_timeout_micros`` replaced by ``--batch-timeout-micros``, default 0: a batch closes as
+   soon as a batch thread is free, so requests merge only while the threads are busy and a lone
+   request waits for nothing) (``--batching off|on|both``).
 4. Beside it: the in-process signature call (``tf.saved_model.load(...).signatures
    ["serving_default"]``, batch 1, same users) p50/p95/p99, the overhead ratio gRPC p50 /
    in-process p50 at concurrency 1, and the throughput of batches of 256 users (users/s) over
    gRPC (``GrpcClient.recommend(..., batch_size=256)``) and in process.
+5. The targets (issue 13): gRPC batch-1 p50 <= 1.5x the in-process p50, and QPS at the highest
+   concurrency >= 4x QPS at concurrency 1 with batching on; met or missed, and by how much.
 
 Every contender's seconds are split into ``--rounds`` (default 5) interleaved rounds: round r
 runs every contender once, in turn, the starting one rotating, so a busy neighbour on a shared
@@ -50,6 +57,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -85,6 +93,11 @@ from serving_load_report import (  # noqa: E402
 from tfrec_llm.atomic_io import write_json, write_text  # noqa: E402
 
 SCRIPT = "benchmarks/serving_load.py"
+BATCHING_FILE = Path(__file__).resolve().parents[1] / "serving" / "batching.config"
+TARGET_OVERHEAD = 1.5
+"""gRPC batch-1 p50 / in-process p50 must be at most this."""
+TARGET_SCALING = 4.0
+"""QPS at the highest concurrency / QPS at concurrency 1 (batching on) must be at least this."""
 QUICK_OVERRIDES = ("model.history_length=10", "model.embedding_dim=16")
 """Config overrides of ``--quick`` (applied before the user's ``--set``)."""
 
@@ -145,6 +158,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="LocalModelServer max_workers: gRPC handler and model threads (default 8)",
     )
     parser.add_argument(
+        "--batching",
+        choices=("off", "on", "both"),
+        default="both",
+        help="serve without request batching, with it, or both side by side (default)",
+    )
+    parser.add_argument(
+        "--batching-parameters-file",
+        default=str(BATCHING_FILE),
+        help="BatchingParameters text proto of the batching server (default serving/batching.config)",
+    )
+    parser.add_argument(
+        "--batch-timeout-micros",
+        type=int,
+        default=0,
+        help="replaces the file's batch_timeout_micros (default 0; -1 keeps the file's value)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke run: untrained tiny model on a synthetic data set, 1 s per level, "
@@ -183,6 +213,46 @@ def _levels(text: str) -> list[int]:
     return levels
 
 
+def _server_kinds(args: argparse.Namespace) -> dict[str, Any]:
+    """Server name -> its ``BatchingParameters`` (``None``: no batching), per ``--batching``."""
+    from tfrec_llm.serving.local.batching import read_batching_parameters
+
+    kinds: dict[str, Any] = {}
+    if args.batching in ("off", "both"):
+        kinds["gRPC"] = None
+    if args.batching in ("on", "both"):
+        params = read_batching_parameters(args.batching_parameters_file)
+        if args.batch_timeout_micros >= 0:
+            params = dataclasses.replace(params, batch_timeout_micros=args.batch_timeout_micros)
+        kinds["gRPC+batching"] = params
+    return kinds
+
+
+def targets(
+    rows: Sequence[dict[str, Any]], in_process: dict[str, Any], levels: Sequence[int]
+) -> list[dict[str, Any]]:
+    """The two serving targets of issue 13, per server and client kind: value, target, met.
+
+    ``overhead``: gRPC p50 at the lowest concurrency / in-process p50 (target <= 1.5).
+    ``scaling``: QPS at the highest / the lowest concurrency (target >= 4, batching servers).
+    """
+    out: list[dict[str, Any]] = []
+    by = {(r["path"], r["clients"], r["concurrency"]): r for r in rows}
+    low, high = min(levels), max(levels)
+    for path, kind in dict.fromkeys((r["path"], r["clients"]) for r in rows):
+        first = by[(path, kind, low)]
+        if first["p50_ms"] is not None and in_process["p50_ms"]:
+            value = first["p50_ms"] / in_process["p50_ms"]
+            out.append({"target": "overhead", "path": path, "clients": kind, "value": value,
+                        "limit": TARGET_OVERHEAD, "met": value <= TARGET_OVERHEAD})  # fmt: skip
+        if high > low and first["qps"] > 0:
+            value = by[(path, kind, high)]["qps"] / first["qps"]
+            out.append({"target": "scaling", "path": path, "clients": kind, "value": value,
+                        "limit": TARGET_SCALING, "met": value >= TARGET_SCALING,
+                        "p99_ms": by[(path, kind, high)]["p99_ms"]})  # fmt: skip
+    return out
+
+
 def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """Runs the load test; prints the table, writes serving_load.json and serving_load.md."""
     from tfrec_llm.errors import ConfigError
@@ -204,7 +274,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tfrec_load_") as scratch:
         # Client processes first: their TensorFlow import overlaps the export, not a level.
         workers = ClientProcesses(max(levels), scratch) if "processes" in kinds else None
-        server = None
+        servers: dict[str, Any] = {}
         try:
             import tensorflow as tf
 
@@ -239,28 +309,30 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
                     f"{model['dataset']!r}; pass the --config/--set of the data it was trained on."
                 )
             model["known_users"] = len(users)
-            server = LocalModelServer.from_base_path(
-                MODEL_NAME,
-                os.path.dirname(version_dir),
-                grpc_port=0,
-                rest_port=None,
-                host=HOST,
-                max_workers=args.server_workers,
-            ).start()
-            port = server.grpc_port
-            assert port is not None
+            for name, params in _server_kinds(args).items():
+                servers[name] = LocalModelServer.from_base_path(
+                    MODEL_NAME,
+                    os.path.dirname(version_dir),
+                    grpc_port=0,
+                    rest_port=None,
+                    host=HOST,
+                    max_workers=args.server_workers,
+                    batching_parameters=params,
+                ).start()
+            ports = {name: int(srv.grpc_port) for name, srv in servers.items()}  # type: ignore[arg-type]
+            port = next(iter(ports.values()))
             if workers is not None:
-                workers.connect(port, users, args.k)
-            log(f"gRPC on {HOST}:{port}; {len(users)} known users; {seconds:g} s per level")
+                workers.connect(ports, users, args.k)
+            log(f"gRPC on {HOST}:{ports}; {len(users)} known users; {seconds:g} s per level")
 
             import numpy as np
 
             direct = InProcess(serve, users, args.k)
             grpc_client = new_client(port)  # the batch client
             warm_up(grpc_client, users, args.k)
-            threads = {c: ClientThreads(port, users, c, args.k) for c in levels} if (
-                "threads" in kinds
-            ) else {}  # fmt: skip
+            threads = {
+                (name, c): ClientThreads(p, users, c, args.k) for name, p in ports.items() for c in levels
+            } if "threads" in kinds else {}  # fmt: skip
             rng = np.random.default_rng(11)
             batches = [
                 [str(u) for u in rng.choice(np.asarray(users), size=args.batch_size)] for _ in range(16)
@@ -270,13 +342,14 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
                 grpc_client.recommend(batch, k=args.k, batch_size=args.batch_size)
 
             contenders: dict[str, Callable[[float, int], dict[str, Any]]] = {"in-process 1": direct.round}
-            for c in levels:
-                if "threads" in kinds:
-                    contenders[f"threads {c}"] = threads[c].round
-                if workers is not None:
-                    contenders[f"processes {c}"] = (
-                        lambda t, r, c=c: workers.round(c, t, r)  # type: ignore[union-attr]
-                    )
+            for name in ports:
+                for c in levels:
+                    if "threads" in kinds:
+                        contenders[f"{name} threads {c}"] = threads[(name, c)].round
+                    if workers is not None:
+                        contenders[f"{name} processes {c}"] = (
+                            lambda t, r, c=c, n=name: workers.round(n, c, t, r)  # type: ignore[union-attr]
+                        )
             contenders["gRPC batch"] = lambda t, r: batch_round(grpc_batch, batches, t)
             contenders["in-process batch"] = lambda t, r: batch_round(direct.call, batches, t)
             log(
@@ -290,10 +363,15 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         finally:
             if workers is not None:
                 workers.close()
-            if server is not None:
-                server.stop(grace_s=0)
+            for srv in servers.values():
+                srv.stop(grace_s=0)
 
-    rows = [level_row("gRPC", kind, c, measured[f"{kind} {c}"]) for kind in kinds for c in levels]
+    rows = [
+        level_row(name, kind, c, measured[f"{name} {kind} {c}"])
+        for name in ports
+        for kind in kinds
+        for c in levels
+    ]
     in_process = level_row("in-process signature", "-", 1, measured["in-process 1"])
     batch = [
         batch_row("gRPC", args.batch_size, measured["gRPC batch"]),
@@ -304,11 +382,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             f"{row['path']} {row['clients']} x{row['concurrency']}: {row['qps']:.0f} QPS, p50 "
             f"{milliseconds(row['p50_ms'])} ms, p99 {milliseconds(row['p99_ms'])} ms, {row['errors']} errors"
         )
-    first = {r["clients"]: r for r in rows if r["concurrency"] == min(levels)}
     overhead = {
-        kind: r["p50_ms"] / in_process["p50_ms"]
-        for kind, r in first.items()
-        if r["p50_ms"] is not None and in_process["p50_ms"]
+        f"{r['path']}, {r['clients']}": r["p50_ms"] / in_process["p50_ms"]
+        for r in rows
+        if r["concurrency"] == min(levels) and r["p50_ms"] is not None and in_process["p50_ms"]
     }
     report: dict[str, Any] = {
         **provenance(SCRIPT, argv, machine),
@@ -323,12 +400,14 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             "kind": "tfrec_llm LocalModelServer (Python gRPC, TF Serving PredictionService protos)",
             "host": HOST,
             "max_workers": args.server_workers,
+            "batching": {n: (dataclasses.asdict(p) if p else None) for n, p in _server_kinds(args).items()},
         },
         "grpc": rows,
         "in_process": in_process,
         "overhead": overhead,
         "batch": batch,
         "gil": gil_verdict(rows),
+        "targets": targets(rows, in_process, levels),
     }
     report["seconds"] = time.perf_counter() - started
     markdown = render_markdown(report)

@@ -142,10 +142,10 @@ class ClientThreads:
 class ClientProcesses:
     """Client processes (this file run as a script), one GrpcClient each.
 
-    Protocol, one JSON object per line: the parent sends ``{"port", "users", "k"}`` (connect
-    and warm up; answer ``{"ready": true}``), then ``{"start_at", "seconds", "seed"}`` per round
-    (answer: `client_loop`'s result plus ``cpu_seconds``), then ``{"quit": true}``. A
-    worker also exits when its stdin closes.
+    Protocol, one JSON object per line: the parent sends ``{"ports", "users", "k"}`` (``ports``:
+    server name -> port; connect one client per server and warm up; answer ``{"ready": true}``),
+    then ``{"server", "start_at", "seconds", "seed"}`` per round (answer: `client_loop`'s result
+    plus ``cpu_seconds``), then ``{"quit": true}``. A worker also exits when its stdin closes.
     """
 
     def __init__(self, count: int, log_dir: str) -> None:
@@ -183,20 +183,21 @@ class ClientProcesses:
             tail = handle.read()[-3000:]
         raise RuntimeError(f"client process {i} exited ({proc.poll()}) without answering:\n{tail}")
 
-    def connect(self, port: int, users: Sequence[str], k: int) -> None:
-        """Connects the clients one at a time (16 at once can time out on a busy machine)."""
+    def connect(self, ports: dict[str, int], users: Sequence[str], k: int) -> None:
+        """Connects the clients (one per server each), one process at a time (16 at once can
+        time out on a busy machine)."""
         for i, proc in enumerate(self.procs):
-            self._send(proc, {"port": port, "users": list(users), "k": k})
+            self._send(proc, {"ports": ports, "users": list(users), "k": k})
             self._receive(i)
 
-    def round(self, concurrency: int, seconds: float, index: int) -> dict[str, Any]:
-        """One timed round of the first ``concurrency`` clients; CPU time is the server
-        process's plus the client processes'."""
+    def round(self, server: str, concurrency: int, seconds: float, index: int) -> dict[str, Any]:
+        """One timed round of the first ``concurrency`` clients against ``server``; CPU time is
+        the server process's plus the client processes'."""
         start_at = time.time() + 0.2
         cpu = time.process_time()
         for i, proc in enumerate(self.procs[:concurrency]):
             seed = 100 + 1000 * index + i
-            self._send(proc, {"start_at": start_at, "seconds": seconds, "seed": seed})
+            self._send(proc, {"server": server, "start_at": start_at, "seconds": seconds, "seed": seed})
         results = [self._receive(i) for i in range(concurrency)]
         cpu = time.process_time() - cpu + sum(r["cpu_seconds"] for r in results)
         return one_round(results, start_at, cpu)
@@ -224,22 +225,23 @@ def worker_main() -> None:
     import tensorflow  # noqa: F401  (pay the import before the first request)
     from tensorflow_serving.apis import predict_pb2  # noqa: F401
 
-    client: Any = None
+    clients: dict[str, Any] = {}
     users: list[str] = []
     k = 10
     for line in sys.stdin:
         message = json.loads(line)
         if message.get("quit"):
             break
-        if "port" in message:
+        if "ports" in message:
             users, k = message["users"], int(message["k"])
-            client = new_client(int(message["port"]))
-            warm_up(client, users, k)
+            clients = {name: new_client(int(port)) for name, port in message["ports"].items()}
+            for client in clients.values():
+                warm_up(client, users, k)
             reply: dict[str, Any] = {"ready": True}
         else:
             cpu = time.process_time()
             reply = client_loop(
-                lambda u, c=client, top=k: c.recommend([u], k=top),
+                lambda u, c=clients[message["server"]], top=k: c.recommend([u], k=top),
                 users,
                 int(message["seed"]),
                 float(message["start_at"]),
@@ -247,7 +249,7 @@ def worker_main() -> None:
             )
             reply["cpu_seconds"] = time.process_time() - cpu
         print(REPLY + json.dumps(reply), flush=True)
-    if client is not None:
+    for client in clients.values():
         client.close()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -128,6 +128,25 @@ def milliseconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def target_lines(targets: Sequence[dict[str, Any]]) -> list[str]:
+    """The targets section: each target per server and client kind, met or missed by how much."""
+    if not targets:
+        return []
+    lines = ["## Targets (issue 13)", ""]
+    for t in targets:
+        if t["target"] == "overhead":
+            what = f"gRPC batch-1 p50 / in-process p50 = **{t['value']:.2f}x** (target <= {t['limit']:g}x)"
+            miss = f"missed by {100 * (t['value'] / t['limit'] - 1):.0f}%"
+        else:
+            what = (
+                f"QPS at the highest / at concurrency 1 = **{t['value']:.2f}x** (target >= {t['limit']:g}x; "
+                f"p99 there {milliseconds(t['p99_ms'])} ms)"
+            )
+            miss = f"missed: {100 * t['value'] / t['limit']:.0f}% of the target"
+        lines.append(f"- {t['path']}, client {t['clients']}: {what}: {'met' if t['met'] else miss}.")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """serving_load.md: the load table, the overhead ratio and the batch-256 throughput."""
     model, server = report["model"], report["server"]
@@ -170,4 +189,5 @@ def render_markdown(report: dict[str, Any]) -> str:
         for r in report["batch"]
     ]
     lines += ["", f"Clients: {report['gil']['text']}."]
+    lines += ["", *target_lines(report.get("targets", []))]
     return "\n".join(lines) + "\n"

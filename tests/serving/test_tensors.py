@@ -24,7 +24,7 @@ CASES = [
 def test_round_trip_matches_tensorflow(array):
     import tensorflow as tf
 
-    from tfrec_llm.serving.local.tensors import to_ndarray, to_tensor_proto
+    from tfrec_llm.serving.tensors import to_ndarray, to_tensor_proto
 
     ours = to_tensor_proto(array)
     theirs = tf.make_tensor_proto(array)
@@ -40,7 +40,7 @@ def test_typed_value_fields_and_broadcast_fall_back_correctly():
     import tensorflow as tf
     from tensorflow.core.framework import tensor_pb2, types_pb2
 
-    from tfrec_llm.serving.local.tensors import to_ndarray
+    from tfrec_llm.serving.tensors import to_ndarray
 
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.5, 2.5])
     proto.tensor_shape.dim.add(size=2)

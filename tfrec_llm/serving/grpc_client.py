@@ -290,17 +290,18 @@ class GrpcClient:
         Raises:
             ServingError: A subclass from :mod:`tfrec_llm.serving.errors`.
         """
-        import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
+
+        from tfrec_llm.serving.tensors import to_ndarray, to_tensor_proto
 
         dtypes = self._input_dtypes(signature_name, version) if cast_to_signature else None
         request = predict_pb2.PredictRequest()
         self._spec(request, signature_name, version)
         request.output_filter.extend(output_filter)
         for alias, array in coerce_inputs(inputs, dtypes).items():
-            request.inputs[alias].CopyFrom(tf.make_tensor_proto(array))
+            request.inputs[alias].CopyFrom(to_tensor_proto(array))
         response = self._call(self._predictions.Predict, request, "Predict")
-        return {alias: tf.make_ndarray(t) for alias, t in response.outputs.items()}
+        return {alias: to_ndarray(t) for alias, t in response.outputs.items()}
 
     def _input_dtypes(self, signature_name: str, version: int | None) -> dict[str, str]:
         key = (signature_name, version)

@@ -19,7 +19,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 from tfrec_llm.serving.local.batching import BatchRefused, BatchScheduler, batch_key
-from tfrec_llm.serving.local.tensors import to_ndarray, to_tensor_proto
+from tfrec_llm.serving.tensors import to_ndarray, to_tensor_proto
 
 __all__ = [
     "DEFAULT_SIGNATURE",

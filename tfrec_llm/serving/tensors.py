@@ -1,4 +1,4 @@
-"""Fast ``TensorProto`` <-> numpy conversion for the request path of the local server.
+"""Fast ``TensorProto`` <-> numpy conversion for the gRPC path (local server and GrpcClient).
 
 ``tf.make_tensor_proto`` and ``tf.make_ndarray`` handle every case but cost 50 to 150 us per
 tensor in Python checks; a batch-1 Predict converts four to six tensors. These functions

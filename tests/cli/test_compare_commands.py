@@ -41,10 +41,8 @@ def test_compare_a_run_with_itself_and_with_mostpop_then_explain_it(tiny_csv_con
     assert "not a finished run folder" in capsys.readouterr().err
 
     # recommend --explain: every evidence item is an item of that user's history.
-    assert (
-        main(["recommend", "--config", config, "--variant", "id", "--user", "7", "--k", "3", "--explain"])
-        == 0
-    )
+    argv = ["recommend", "--config", config, "--variant", "id", "--user", "7", "--k", "3"]
+    assert main([*argv, "--explain"]) == 0
     printed = capsys.readouterr().out
     lines = printed.splitlines()
     assert lines[0] == "user 7:" and len(lines) == 7
@@ -55,3 +53,11 @@ def test_compare_a_run_with_itself_and_with_mostpop_then_explain_it(tiny_csv_con
         assert line.strip().startswith("because: ") and line.endswith("[similarity]")
         named = re.findall(r"([a-z][a-z ]* story number \d+) \(-?\d\.\d\d\)", line)
         assert len(named) == 3 and set(named) <= history_titles
+
+    # --explain-text template: one sentence per item, naming the first two evidence titles.
+    assert main([*argv, "--explain-text", "template"]) == 0
+    with_text = capsys.readouterr().out.splitlines()
+    assert with_text[:3] == lines[:3] and len(with_text) == 10
+    for because, sentence in zip(with_text[2::3], with_text[3::3]):
+        first_two = re.findall(r"([a-z][a-z ]* story number \d+) \(", because)[:2]
+        assert sentence.strip().startswith(f'"Because you watched {first_two[0]} and {first_two[1]}')

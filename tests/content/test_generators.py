@@ -9,7 +9,13 @@ import pytest
 
 from tfrec_llm.content.evidence import Explanation, HistoryEvidence, ItemFacts
 from tfrec_llm.content.faithfulness import FaithfulnessChecker
-from tfrec_llm.content.generators import HttpGenerator, TemplateGenerator, TransformersGenerator, build_prompt
+from tfrec_llm.content.generators import (
+    HttpGenerator,
+    TemplateGenerator,
+    TransformersGenerator,
+    build_prompt,
+    make_generator,
+)
 
 BLADE = ItemFacts("541", "Blade Runner", "1982", ("Film-Noir", "Sci-Fi"))
 ALIEN = ItemFacts("183", "Alien", "1979", ("Horror", "Sci-Fi"))
@@ -70,6 +76,7 @@ def pieces(text):
 def test_transformers_generator_loads_a_local_tf_gpt2_and_continues_the_evidence_prompt(tiny_gpt2_dir):
     from transformers import AutoTokenizer, TFGPT2LMHeadModel
 
+    assert isinstance(make_generator(tiny_gpt2_dir), TransformersGenerator)  # a folder: a local model
     generator = TransformersGenerator(tiny_gpt2_dir, max_new_tokens=8, checker=CHECKER)
     assert not generator.seq2seq and type(generator.model).__name__ == "TFGPT2LMHeadModel"
     e = explanation()
@@ -152,6 +159,9 @@ def service():
 
 
 def test_http_generator_keeps_a_faithful_answer_and_sends_only_the_evidence(service):
+    assert isinstance(make_generator("template"), TemplateGenerator)
+    made = make_generator(service.url("/good"), CHECKER, timeout=1.5)
+    assert isinstance(made, HttpGenerator) and made.timeout == 1.5 and made.checker is CHECKER
     result = HttpGenerator(service.url("/good"), timeout=5, checker=CHECKER).generate(explanation())
     assert (result.text, result.source) == ("Because you watched Alien, a Horror Sci-Fi film.", "http")
     ((path, body),) = service.requests

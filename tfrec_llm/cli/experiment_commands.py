@@ -97,6 +97,14 @@ def add_subcommands(subparsers: Any) -> None:
         help="under each item, the user's history items that weigh most in it (attention weights, "
         "else embedding similarity) and the categories and title terms they share",
     )
+    p.add_argument(
+        "--explain-text",
+        default=None,
+        metavar="GENERATOR",
+        help="also write a one-sentence explanation (implies --explain) with GENERATOR: 'template' "
+        "(no model), an http(s):// URL of a text service, or a local transformers model folder; "
+        "text naming a title, genre or year absent from the evidence is replaced by the template",
+    )
     options.add_variant(p)
     p.set_defaults(handler=recommend)
 
@@ -191,15 +199,27 @@ def recommend(args: argparse.Namespace) -> int:
     users = [str(u) for u in args.user]
     answers = exp.recommend(users, args.k, args.variant)
     titles = exp.prepare("loo", with_text=variant_uses_text(args.variant)).titles
-    if not getattr(args, "explain", False):
+    text_spec = getattr(args, "explain_text", None)
+    if not (getattr(args, "explain", False) or text_spec):
         print_recommendations(users, answers, titles)
         return 0
     explainer = exp.explainer(args.variant)
+    generator = None
+    if text_spec:
+        from tfrec_llm.content.faithfulness import FaithfulnessChecker
+        from tfrec_llm.content.generators import make_generator
+
+        generator = make_generator(text_spec, FaithfulnessChecker.from_facts(explainer.facts.values()))
     for user, answer in zip(users, answers):
         print(f"user {user}:")
         for rank, (item, score) in enumerate(answer, start=1):
+            explanation = explainer.explain(user, item, score)
             print(f"  {rank:2d}. [{item:>5}] {score:7.4f}  {titles.get(item, '')}")
-            print(f"      {explainer.explain(user, item, score).summary()}")
+            print(f"      {explanation.summary()}")
+            if generator is not None:
+                text = generator.generate(explanation)
+                rejected = f" (template: {'; '.join(text.rejected)})" if text.rejected else ""
+                print(f'      "{text.text}"{rejected}')
     return 0
 
 

@@ -223,6 +223,27 @@ class HttpGenerator(GroundedGenerator):
         return str(answer["text"])
 
 
+def make_generator(
+    spec: str, checker: FaithfulnessChecker | None = None, timeout: float = 2.0
+) -> TemplateGenerator | GroundedGenerator:
+    """The generator a command-line ``spec`` names.
+
+    Args:
+        spec: ``template``; an ``http://`` or ``https://`` URL (`HttpGenerator`); else a local
+            model folder (`TransformersGenerator`).
+        checker: The faithfulness check of the model and service generators.
+        timeout: Seconds the HTTP generator waits.
+
+    Returns:
+        The generator.
+    """
+    if spec == TEMPLATE:
+        return TemplateGenerator()
+    if spec.startswith(("http://", "https://")):
+        return HttpGenerator(spec, timeout=timeout, checker=checker)
+    return TransformersGenerator(spec, checker=checker)
+
+
 __all__ = [
     "GeneratedText",
     "GroundedGenerator",
@@ -230,4 +251,5 @@ __all__ = [
     "TemplateGenerator",
     "TransformersGenerator",
     "build_prompt",
+    "make_generator",
 ]

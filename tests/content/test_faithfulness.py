@@ -95,6 +95,16 @@ def test_template_names_only_the_evidence_and_always_passes(checker):
         .render(e)
         .startswith("Because you watched Alien, Empire Strikes Back, The and 2001: A Space Odyssey")
     )
+    # A category shared only by an evidence item that the sentence does not name is left out.
+    chinatown = HistoryEvidence.between(
+        ItemFacts("9", "Chinatown", "1974", ("Film-Noir", "Mystery")), BLADE, 0.1
+    )
+    longer = Explanation("7", BLADE, "attention", (*e.evidence[:2], chinatown))
+    assert TemplateGenerator().render(longer).endswith("(shared: Sci-Fi).")
+    assert TemplateGenerator(max_titles=3).render(longer) == (
+        "Because you watched Alien, Empire Strikes Back, The and Chinatown (shared: Film-Noir, Sci-Fi)."
+    )
+    assert longer.shared_categories == ("Film-Noir", "Sci-Fi")
     nothing = Explanation("8", ALIEN, "none", ())
     assert TemplateGenerator().render(nothing) == "Alien is popular with other users."
     prompt = build_prompt(e)

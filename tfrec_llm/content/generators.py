@@ -66,11 +66,14 @@ class TemplateGenerator:
         self.max_titles = max_titles
 
     def render(self, explanation: Explanation) -> str:
-        """``Because you watched A and B (shared: Sci-Fi, Action).``, from the evidence only."""
+        """``Because you watched A and B (shared: Sci-Fi, Action).``: the top titles and the categories they share with the item."""
         if not explanation.evidence:
             return f"{explanation.item.title} is popular with other users."
-        titles = _join([e.item.title for e in explanation.evidence[: self.max_titles]])
-        shared = explanation.shared_categories
+        named = explanation.evidence[: self.max_titles]
+        titles = _join([e.item.title for e in named])
+        # Only what the named items share, so that no category is pinned on the wrong title.
+        common = {c for e in named for c in e.shared_categories}
+        shared = [c for c in explanation.item.categories if c in common]
         return f"Because you watched {titles}" + (f" (shared: {', '.join(shared)})." if shared else ".")
 
     def generate(self, explanation: Explanation) -> GeneratedText:

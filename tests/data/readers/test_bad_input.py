@@ -163,3 +163,27 @@ def test_data_source_jsonl_with_a_csv_items_file_reads_both(tmp_path):
         ],
     )
     assert list(load_dataset(cfg.data).items.title) == ["Alpha"]
+
+
+def test_column_errors_name_the_config_spelling(tmp_path):
+    log = _write(tmp_path / "log.csv", "uid,item_id,timestamp\n1,a,10\n")
+    with pytest.raises(
+        DataError,
+        match=r"log\.csv: missing required column 'user_id'; available columns: \['uid', 'item_id', 'timestamp'\]\. "
+        r"Map one in the config, data\.columns: \{user_id: <column in the file>\} \(Python: columns=",
+    ):
+        read_tabular(str(log))
+    with pytest.raises(
+        DataError, match=r"^data\.columns maps 'user_id' -> 'user', but no input file has a column 'user'"
+    ):
+        read_tabular(str(log), columns={"user_id": "user"})
+
+
+def test_a_file_in_another_encoding_says_how_to_save_it(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_bytes((HEADER + "1,caf\xe9,10\n").encode("latin-1"))
+    with pytest.raises(
+        DataError,
+        match=r"log\.csv is not valid utf-8 text \(.*\); save it as utf-8 \(Python: or pass encoding=",
+    ):
+        read_tabular(str(log))

@@ -119,8 +119,8 @@ def test_missing_required_column_lists_available(tmp_path):
     with pytest.raises(
         DataError,
         match=r"r\.csv: missing required column 'timestamp'; "
-        r"available columns: \['uid', 'iid', 'ts'\]\. Pass "
-        r"columns=\{'timestamp': '<column in the file>'\}",
+        r"available columns: \['uid', 'iid', 'ts'\]\. Map one in the config, "
+        r"data\.columns: \{timestamp: <column in the file>\} \(Python: columns=\{'timestamp': \.\.\.\}\)\.",
     ):
         read_tabular(inter, columns={"user_id": "uid", "item_id": "iid"})
     items = _write(tmp_path / "i.csv", "item_id,name\n10,x\n")

@@ -59,7 +59,10 @@ def decode(path: str, encoding: str, fallback: str | None = None) -> str:
         text = data.decode(encoding)
     except UnicodeDecodeError as err:
         if fallback is None:
-            raise DataError(f"{path} is not valid {encoding} text ({err}); pass encoding=...") from err
+            raise DataError(
+                f"{path} is not valid {encoding} text ({err}); save it as {encoding} "
+                "(Python: or pass encoding=...)"
+            ) from err
         text = data.decode(fallback)
     return text.removeprefix("\ufeff")
 
@@ -115,7 +118,7 @@ def apply_mapping(tables: Mapping[str, RawTable | None], columns: Mapping[str, s
         if not any(source in t.frame.columns for t in present.values()):
             available = "; ".join(f"{t.path}: {t.columns()}" for t in present.values())
             raise DataError(
-                f"columns maps {canonical!r} -> {source!r}, but no input file has a column "
+                f"data.columns maps {canonical!r} -> {source!r}, but no input file has a column "
                 f"{source!r}. Available columns: {available}."
             )
     for table in present.values():
@@ -130,10 +133,13 @@ def require(table: RawTable, names: Sequence[str], mapping: Mapping[str, str]) -
     for name in names:
         if name not in table.frame.columns:
             if name in mapping:
-                what, fix = f"{name!r} (column {mapping[name]!r} per `columns`)", "Fix `columns`."
+                what, fix = f"{name!r} (column {mapping[name]!r} per data.columns)", "Fix data.columns."
             else:
                 what = repr(name)
-                fix = f"Pass columns={{{name!r}: '<column in the file>'}} to map one."
+                fix = (
+                    f"Map one in the config, data.columns: {{{name}: <column in the file>}} "
+                    f"(Python: columns={{{name!r}: ...}})."
+                )
             raise DataError(
                 f"{table.path}: missing required column {what}; available columns: {table.columns()}. {fix}"
             )

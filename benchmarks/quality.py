@@ -5,7 +5,9 @@ for every model (docs/evaluation.md):
 
 * baselines: Random, MostPop;
 * peers (``tfrec_llm.evaluation.peers``): ItemKNN, EASE (lambda tuned on VALID), implicit ALS
-  and BPR (small grids on VALID), each picked by VALID NDCG@10;
+  and BPR (small grids on VALID), each picked by VALID NDCG@10; and, whenever the run encodes
+  item text, the content-only peers (``tfrec_llm.evaluation.content_peers``): MiniLM item-kNN
+  and the TF-IDF profile, which need no interaction training (the floor for cold items, B);
 * ours: the two-tower variants (``tfrec_llm.config.choices.VARIANTS``) ``id`` (ids only),
   ``text`` (text + categories, no ids), ``bert`` (ids + text + categories, the config's history
   encoder), ``sasrec`` (the SASRec-style peer: attention over ids only, no text, so the text's
@@ -65,7 +67,7 @@ import common
 common.setup_environment()  # before anything imports TensorFlow
 
 from machine import command_line, describe_machine, provenance  # noqa: E402
-from quality_peers import PEERS, tuned_peer  # noqa: E402
+from quality_peers import PEERS, content_peers, tuned_peer  # noqa: E402
 from quality_plot import render_png  # noqa: E402
 from quality_report import HIDDEN_SUFFIX, headline, render_markdown, summary_table  # noqa: E402
 
@@ -312,6 +314,8 @@ def run_protocol(
     for name in args.peers:
         scorer, info = tuned_peer(name, split, args.quick, args.refit)
         add(scorer, "peer", info)
+    for scorer in content_peers(prepared) if args.peers else []:
+        add(scorer, "peer", {"fit_seconds": round(float(scorer.fit_seconds), 3)})
     verbose = 0 if args.quiet else 2
     done: dict[str, tuple[str, list[dict[str, Any]]]] = {}  # config hash -> (first row, records)
     for row in rows:

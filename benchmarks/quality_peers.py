@@ -49,3 +49,20 @@ def tuned_peer(name: str, split: Any, quick: bool, refit: bool) -> tuple[Any, di
         "grid": [{"params": r["params"], "valid_ndcg@10": r.get("valid/ndcg@10")} for r in rows],
     }
     return scorer, info
+
+
+def content_peers(prepared: Any) -> list[Any]:
+    """The content-only peers (no interaction training), when the split has item text.
+
+    ``MiniLM item-kNN`` (the frozen text embeddings of the config's text model, cosine to the
+    mean of the history) and ``TF-IDF profile`` (stop words removed): on cold items (B) the
+    floor that a text-aware model must clear. Empty without text embeddings.
+    """
+    from tfrec_llm.evaluation.content_peers import TextKNNScorer, TfidfProfileScorer
+
+    if prepared.text_embeddings is None:
+        return []
+    return [
+        TextKNNScorer(prepared.split, prepared.text_embeddings, label="MiniLM item-kNN"),
+        TfidfProfileScorer(prepared.split, prepared.item_texts),
+    ]

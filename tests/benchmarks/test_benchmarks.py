@@ -30,13 +30,15 @@ MODELS = (
     "EASE",
     "ALS",
     "BPR",
+    "MiniLM item-kNN",
+    "TF-IDF profile",
     "TwoTower-ID",
     "TwoTower-TextOnly",
     "TwoTower-BERT",
     "SASRec-style (ids)",
     "TwoTower-BERT-MeanPool",
 )
-TWO_TOWER = MODELS[6:]
+TWO_TOWER = MODELS[8:]
 PROTOCOLS = ("loo", "cold-items", "cold-users")
 
 

@@ -88,12 +88,12 @@ def test_title_variants_move_a_trailing_article_to_the_front():
 def test_template_names_only_the_evidence_and_always_passes(checker):
     e = explanation()
     text = TemplateGenerator().render(e)
-    assert text == "Because you watched Alien and Empire Strikes Back, The (shared: Sci-Fi)."
+    assert text == "Because you watched Alien and The Empire Strikes Back (shared: Sci-Fi)."
     assert checker.violations(text, e) == []
     assert (
         TemplateGenerator(max_titles=3)
         .render(e)
-        .startswith("Because you watched Alien, Empire Strikes Back, The and 2001: A Space Odyssey")
+        .startswith("Because you watched Alien, The Empire Strikes Back and 2001: A Space Odyssey")
     )
     # A category shared only by an evidence item that the sentence does not name is left out.
     chinatown = HistoryEvidence.between(
@@ -102,7 +102,7 @@ def test_template_names_only_the_evidence_and_always_passes(checker):
     longer = Explanation("7", BLADE, "attention", (*e.evidence[:2], chinatown))
     assert TemplateGenerator().render(longer).endswith("(shared: Sci-Fi).")
     assert TemplateGenerator(max_titles=3).render(longer) == (
-        "Because you watched Alien, Empire Strikes Back, The and Chinatown (shared: Film-Noir, Sci-Fi)."
+        "Because you watched Alien, The Empire Strikes Back and Chinatown (shared: Film-Noir, Sci-Fi)."
     )
     assert longer.shared_categories == ("Film-Noir", "Sci-Fi")
     nothing = Explanation("8", ALIEN, "none", ())

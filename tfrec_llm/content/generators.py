@@ -25,7 +25,7 @@ import urllib.request
 from typing import Any
 
 from tfrec_llm.content.evidence import Explanation
-from tfrec_llm.content.faithfulness import FaithfulnessChecker
+from tfrec_llm.content.faithfulness import FaithfulnessChecker, title_variants
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class TemplateGenerator:
         if not explanation.evidence:
             return f"{explanation.item.title} is popular with other users."
         named = explanation.evidence[: self.max_titles]
-        titles = _join([e.item.title for e in named])
+        titles = _join([title_variants(e.item.title)[-1] for e in named])  # "The Birdcage"
         # Only what the named items share, so that no category is pinned on the wrong title.
         common = {c for e in named for c in e.shared_categories}
         shared = [c for c in explanation.item.categories if c in common]

@@ -406,7 +406,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         "in_process": in_process,
         "overhead": overhead,
         "batch": batch,
-        "gil": gil_verdict(rows),
+        "gil": gil_verdict([r for r in rows if r["path"] == rows[0]["path"]]),
         "targets": targets(rows, in_process, levels),
     }
     report["seconds"] = time.perf_counter() - started

@@ -49,16 +49,34 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert report["model"]["known_users"] > 0 and report["model"]["catalog_items"] == 80
 
     rows = report["grpc"]
-    assert [(r["clients"], r["concurrency"]) for r in rows] == [
-        ("threads", 1), ("threads", 4), ("processes", 1), ("processes", 4),
-    ]  # fmt: skip
+    assert [(r["path"], r["clients"], r["concurrency"]) for r in rows] == [
+        (path, kind, c)
+        for path in ("gRPC", "gRPC+batching")
+        for kind in ("threads", "processes")
+        for c in (1, 4)
+    ]
     for row in [*rows, report["in_process"]]:
         assert row["errors"] == 0, row["first_error"]
         assert row["requests"] >= 1 and row["qps"] > 0 and row["cpu_cores"] >= 0
         p50, p95, p99 = (row[k] for k in LATENCY_KEYS)
         assert 0 < p50 <= p95 <= p99 and all(math.isfinite(v) for v in (p50, p95, p99))
     assert report["in_process"]["path"] == "in-process signature"
-    assert set(report["overhead"]) == {"threads", "processes"}
+    assert set(report["overhead"]) == {
+        f"{p}, {k}" for p in ("gRPC", "gRPC+batching") for k in ("threads", "processes")
+    }
+    assert report["server"]["batching"]["gRPC"] is None
+    assert report["server"]["batching"]["gRPC+batching"]["batch_timeout_micros"] == 0  # the default override
+    assert report["server"]["batching"]["gRPC+batching"]["max_batch_size"] == 256  # serving/batching.config
+    by_target = {(t["target"], t["path"], t["clients"]): t for t in report["targets"]}
+    assert len(by_target) == 8
+    for (target, path, kind), t in by_target.items():
+        first = next(r for r in rows if (r["path"], r["clients"], r["concurrency"]) == (path, kind, 1))
+        if target == "overhead":
+            assert t["value"] == pytest.approx(first["p50_ms"] / report["in_process"]["p50_ms"])
+            assert t["met"] == (t["value"] <= 1.5)
+        else:
+            last = next(r for r in rows if (r["path"], r["clients"], r["concurrency"]) == (path, kind, 4))
+            assert t["value"] == pytest.approx(last["qps"] / first["qps"]) and t["met"] == (t["value"] >= 4)
     assert all(v > 0 for v in report["overhead"].values())
     assert [b["path"] for b in report["batch"]] == ["gRPC", "in-process signature"]
     assert all(b["batch"] == 256 and b["calls"] >= 1 for b in report["batch"])
@@ -69,6 +87,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path) -> None:
     header = "| path | clients | concurrency | requests | errors | QPS | p50 ms | p95 ms | p99 ms |"
     assert header in markdown and "Machine:" in markdown and "cores" in markdown
     assert markdown.count("| gRPC | threads |") == 2 and markdown.count("| gRPC | processes |") == 2
+    assert markdown.count("| gRPC+batching | threads |") == 2 and "## Targets (issue 13)" in markdown
     assert "| in-process signature | - | 1 |" in markdown
     assert "| batch of 256 | calls | users/s |" in markdown
     assert header in result.stdout  # the table is printed too

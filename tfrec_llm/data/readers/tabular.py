@@ -50,8 +50,8 @@ def format_of(path: str | os.PathLike[str], default: str | None = None) -> str:
     if suffix in _EXTENSIONS:
         if default not in (None, _EXTENSIONS[suffix]):
             logger.warning(
-                "%s: reading it as %s (its extension) although the default format is %s; rename "
-                "the file to read it as %s",
+                "%s: reading it as %s, from its extension, although the default format "
+                "(data.source) is %s; rename the file to read it as %s",
                 os.fspath(path),
                 _EXTENSIONS[suffix],
                 default,

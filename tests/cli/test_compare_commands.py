@@ -35,6 +35,8 @@ def test_compare_a_run_with_itself_and_with_mostpop_then_explain_it(tiny_csv_con
 
     with pytest.raises(ConfigError, match="not a finished run folder"):
         compare_runs(str(tmp / "runs"), run)
+    with pytest.raises(ConfigError, match="trained under protocol 'loo'"):
+        compare_runs(run, "MostPop", protocol="cold-items")
     with pytest.raises(ConfigError, match="both RUN_A and RUN_B are baselines"):
         compare_runs("MostPop", "Random")
     assert main(["compare", str(tmp), run]) == 2

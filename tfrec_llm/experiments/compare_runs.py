@@ -48,11 +48,12 @@ def run_info(directory: str, protocol: str | None = None) -> tuple[ExperimentCon
     """(config, variant, protocol) of a finished run folder.
 
     The variant is the one ``result.json`` records (else the folder name); the protocol is
-    ``protocol`` when given, else the parent folder's name when it is a protocol, else the
-    config's ``eval.protocol``.
+    the parent folder's name when it is a protocol (``protocol``, when given, must equal it),
+    else ``protocol``, else the config's ``eval.protocol``.
 
     Raises:
-        ConfigError: If the folder lacks ``config.yaml`` or ``model.weights.h5``.
+        ConfigError: If the folder lacks ``config.yaml`` or ``model.weights.h5``, or was trained
+            under another protocol than ``protocol``.
     """
     missing = [name for name in (CONFIG, WEIGHTS) if not os.path.exists(os.path.join(directory, name))]
     if missing:
@@ -70,8 +71,14 @@ def run_info(directory: str, protocol: str | None = None) -> tuple[ExperimentCon
         raise ConfigError(
             f"{directory}: unknown variant {variant!r}; expected one of {sorted(VARIANT_NAMES)}."
         )
+    parent = os.path.basename(os.path.dirname(os.path.normpath(directory)))
+    if parent in PROTOCOLS and protocol not in (None, parent):
+        raise ConfigError(
+            f"{directory} was trained under protocol {parent!r}; scoring it under {protocol!r} would "
+            "rank a split it was not trained for (its TEST items may be in its training data). "
+            f"Compare runs of <model_dir>/{protocol}/ instead."
+        )
     if protocol is None:
-        parent = os.path.basename(os.path.dirname(os.path.normpath(directory)))
         protocol = parent if parent in PROTOCOLS else cfg.eval.protocol
     return cfg, variant, protocol
 

@@ -13,7 +13,11 @@ Signature ``serving_default`` of the retrieval module:
                                                   the last history_length items are kept);
                                                   default shape [0, 0] = none
              exclude_item_ids  string [batch, m]  optional: more items to exclude; default [0, 0]
-             k                 int32 []           optional: default ``default_k``, capped at ``max_k``
+             k                 int32 []           optional: default ``default_k``; k <= 0 fails
+                                                  with INVALID_ARGUMENT ("k must be >= 1");
+                                                  k > max_k (= min(export.max_k, catalog
+                                                  size)) is capped: the answer has max_k
+                                                  columns, read the response shape
     outputs: item_ids          string [batch, k]
              scores            float32 [batch, k]
              used_fallback     bool [batch]       true where the user was unknown and had no
@@ -35,6 +39,7 @@ from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.text.encoder import TextEncoder
 
 _NO_IDS = tf.zeros([0, 0], tf.string)
+_K_MESSAGE = "k must be >= 1 (the number of items to return per user)"
 
 
 def _string_table(keys: np.ndarray, default: int) -> tf.lookup.StaticHashTable:
@@ -170,8 +175,10 @@ class RetrievalModule(tf.Module):
         hit = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.bool), tf.stack([batch, num_items]))
         scores = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
 
-        k = tf.clip_by_value(k, 1, self.max_k)
-        top = tf.math.top_k(scores, k=k)
+        # k <= 0 is a bad request (INVALID_ARGUMENT / HTTP 400); k > max_k is capped: the
+        # answer has min(k, max_k) columns, which the response shape tells the client
+        tf.debugging.assert_positive(k, message=_K_MESSAGE)
+        top = tf.math.top_k(scores, k=tf.minimum(k, self.max_k))
         return {
             "item_ids": tf.gather(self.item_ids, top.indices),
             "scores": top.values,

@@ -10,9 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -290,3 +292,163 @@ def test_recent_items_must_not_hold_an_empty_id(capsys):
     with pytest.raises(SystemExit):
         _parser().parse_args(["query", "--user", "1", "--recent-items", "30,,40"])
     assert "empty id" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ bounded shutdown of serve
+FOREVER = 10**12  # loop iterations of the slow model: over 10**6 s at >= 1 us each, never ends
+
+
+def _save_slow_model(version_dir):
+    """A model whose Predict runs ``n`` 64x64 matmuls after writing the file ``marker``.
+
+    The marker says, from inside the server, that the call has started; ``n = FOREVER`` makes
+    the call far longer than any shutdown bound (the issue measured 13.6 to 19.2 s).
+    """
+
+    class Slow(tf.Module):
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([], tf.int64, name="n"),
+                tf.TensorSpec([], tf.string, name="marker"),
+            ]
+        )
+        def serve(self, n, marker):
+            started = tf.io.write_file(marker, "started")
+            with tf.control_dependencies([started]):
+                first = tf.constant(0, tf.int64)
+            _, x = tf.while_loop(
+                lambda i, x: i < n, lambda i, x: (i + 1, tf.tanh(tf.matmul(x, x))), (first, tf.eye(64))
+            )
+            return {"y": tf.reduce_sum(x)}
+
+    module = Slow()
+    tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
+
+
+def _start_serve(tmp_path, base):
+    """``tfrec-llm serve`` in a subprocess (gRPC on a free port, no REST), output to files."""
+    command = [sys.executable, "-m", "tfrec_llm.cli.main", "serve", "--model-base-path", str(base)]
+    command += ["--model-name", "slow", "--port", "0", "--rest-port", "0", "--poll-interval", "3600"]
+    out_path, err_path = tmp_path / "serve.out", tmp_path / "serve.err"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+    return proc, out_path, err_path
+
+
+def _wait_until(condition, proc, seconds):
+    """Polls ``condition`` until it holds, the process ends or ``seconds`` pass; returns it."""
+    deadline = time.monotonic() + seconds
+    while not condition() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling; the condition decides
+    return condition()
+
+
+def _stop_and_time(proc, signum):
+    start = time.monotonic()
+    proc.send_signal(signum)
+    code = proc.wait(timeout=60)  # hard limit: a hang fails here instead of blocking the suite
+    return code, time.monotonic() - start
+
+
+def test_serve_exits_within_seconds_of_ctrl_c_while_a_long_predict_runs(tmp_path):
+    """Before the fix the interpreter waited for the running Predict (13.6 to 19.2 s)."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    _save_slow_model(tmp_path / "slow" / "1")
+    marker = tmp_path / "predict-started"
+    proc, out_path, err_path = _start_serve(tmp_path, tmp_path / "slow")
+    channel = None
+    try:
+        ready = _wait_until(lambda: "gRPC on" in out_path.read_text(), proc, 180)  # imports TF
+        assert ready, (proc.poll(), err_path.read_text()[-3000:])
+        port = int(re.search(r"gRPC on 127\.0\.0\.1:(\d+)", out_path.read_text()).group(1))
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "slow"
+        request.inputs["n"].CopyFrom(tf.make_tensor_proto(FOREVER, tf.int64))
+        request.inputs["marker"].CopyFrom(tf.make_tensor_proto(str(marker).encode()))
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        call = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict.future(request, timeout=600)
+        assert _wait_until(marker.exists, proc, 120), err_path.read_text()[-3000:]
+        assert not call.done()
+        code, seconds = _stop_and_time(proc, signal.SIGINT)
+        err = err_path.read_text()
+        assert code == 0, err[-3000:]
+        assert seconds < 5.0, f"serve took {seconds:.2f}s to exit after SIGINT"
+        print(f"serve exited {seconds:.2f}s after SIGINT with a Predict in flight")
+        assert "Traceback" not in err, err[-3000:]
+        assert "abandoned 1 model call(s)" in err
+        assert call.exception(timeout=60).code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        if channel is not None:
+            channel.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_exits_without_a_traceback_on_ctrl_c_during_a_model_load(tmp_path):
+    """The warmup request of the only version never ends: Ctrl-C arrives mid-load."""
+    from tfrec_llm.export.warmup import write_warmup_requests
+
+    version_dir = tmp_path / "slow" / "1"
+    _save_slow_model(version_dir)
+    marker = tmp_path / "load-started"
+    write_warmup_requests(version_dir, "slow", [{"n": np.int64(FOREVER), "marker": str(marker)}])
+    proc, out_path, err_path = _start_serve(tmp_path, tmp_path / "slow")
+    try:
+        assert _wait_until(marker.exists, proc, 180), (proc.poll(), err_path.read_text()[-3000:])
+        code, seconds = _stop_and_time(proc, signal.SIGINT)
+        err = err_path.read_text()
+        assert code == 0, err[-3000:]
+        assert seconds < 5.0, f"serve took {seconds:.2f}s to exit after SIGINT during a load"
+        print(f"serve exited {seconds:.2f}s after SIGINT during a model load")
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+        assert "abandoned 1 model call(s) or load(s)" in err
+        assert "gRPC on" not in out_path.read_text()  # it never started serving
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_stops_serve_like_ctrl_c():
+    """SIGTERM (docker stop, systemd) raises KeyboardInterrupt in serve's main thread, once."""
+    from tfrec_llm.cli.serving_commands import _interrupt_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    restore = _interrupt_on_signals()
+    try:
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler) and handler not in (signal.SIG_DFL, signal.SIG_IGN)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            threading.Event().wait(60)  # the handler interrupts this wait at once
+        # the bounded stop that follows must not be interrupted again by a KeyboardInterrupt
+        assert signal.getsignal(signal.SIGTERM) is not handler
+        assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_query_says_when_the_server_caps_k(tmp_path, capsys, retrieval_templates, retrieval_fixture):
+    """The fixture model returns at most K_MAX = 5 items; asking for 9 prints 5 and says so."""
+    from tfrec_llm.serving.local import LocalModelServer
+
+    shutil.copytree(retrieval_templates[1], tmp_path / "retrieval" / "1")
+    with LocalModelServer(model_base_path=str(tmp_path / "retrieval"), port=0, rest_port=None) as server:
+        argv = ["query", "--host", "127.0.0.1", "--port", str(server.grpc_port), "--user", "1", "--k", "9"]
+        assert query_command(_parser().parse_args(argv)) == 0
+        capped = capsys.readouterr()
+        argv[-1] = "5"
+        assert query_command(_parser().parse_args(argv)) == 0
+        exact = capsys.readouterr()
+    assert len(capped.out.splitlines()) == 1 + retrieval_fixture.K_MAX
+    assert capped.out == exact.out
+    assert (
+        "tfrec-llm query: note: the server returned at most 5 items per user for --k 9: the export "
+        "caps k at export.max_k and at the catalog size." in capped.err
+    )
+    assert "note" not in exact.err

@@ -7,6 +7,8 @@ implementation in ``args.handler``, which returns the process exit code.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
@@ -17,10 +19,16 @@ from tfrec_llm.cli import options
 
 __all__ = ["add_subcommands", "check_servable_command", "query_command", "serve_command"]
 
+_STOP_GRACE_S = 0.5  # seconds in-flight requests get after Ctrl-C / SIGTERM before abandoning
+
 _SERVE_EPILOG = """\
 examples:
   tfrec-llm serve --model-config exports/models.config
   tfrec-llm serve --model-base-path exports/retrieval --model-name retrieval --port 8500
+
+Ctrl-C or SIGTERM stops the server within about a second, even during a model load or a long
+request: requests still running after 0.5 s get UNAVAILABLE and their work is abandoned. A
+second Ctrl-C exits at once.
 
 This is tfrec_llm's local TF Serving-compatible server (tests, laptops). Production runs the
 same export folder in the official tensorflow/serving image: see serving/README.md.
@@ -164,7 +172,13 @@ def _batching(args: argparse.Namespace) -> Any:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """``tfrec-llm serve``: blocks until Ctrl-C."""
+    """``tfrec-llm serve``: blocks until Ctrl-C or SIGTERM, then exits within about a second.
+
+    Does not return: once the server has stopped (ports freed, in-flight requests answered
+    or abandoned), the process ends with ``os._exit(0)``. A model call, a merged batch or a
+    load still running cannot be interrupted from Python, and interpreter shutdown would wait
+    for it (13 to 19 s for a large Predict before this) or tear TensorFlow down under it.
+    """
     from tfrec_llm.serving.local import LocalModelServer
 
     rest_port = None if args.rest_port == 0 else args.rest_port
@@ -183,7 +197,7 @@ def serve_command(args: argparse.Namespace) -> int:
     # background job of a non-interactive shell (CI, `cmd &` in a script, a test runner started
     # that way) starts with SIGINT *ignored*, Python then installs no handler, and Ctrl-C /
     # `kill -INT` would never stop the server.
-    restore = _interrupt_on_sigint()
+    restore = _interrupt_on_signals()
     try:
         server.start()
         rest = f"REST on {args.host}:{server.rest_port}" if server.rest_port else "REST off"
@@ -191,20 +205,53 @@ def serve_command(args: argparse.Namespace) -> int:
             f"tfrec-llm serve: gRPC on {args.host}:{server.grpc_port}, {rest} (Ctrl-C stops)",
             flush=True,
         )
-        server.serve_forever()
+        server.serve_forever(grace_s=_STOP_GRACE_S)
+    except KeyboardInterrupt:  # during start(), which has stopped the server already
+        pass
     finally:
         restore()
-    return 0
+    abandoned = server.abandoned
+    left = f"; abandoned {abandoned} model call(s) or load(s) still running" if abandoned else ""
+    print(f"tfrec-llm serve: stopped{left}", file=sys.stderr, flush=True)
+    _exit_now(0)
+    return 0  # not reached
 
 
-def _interrupt_on_sigint() -> Callable[[], None]:
-    """Makes SIGINT raise KeyboardInterrupt (main thread only); returns the undo function."""
+def _exit_now(code: int) -> None:
+    """Flushes output and ends the process without waiting for threads still in TensorFlow."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _interrupt_on_signals() -> Callable[[], None]:
+    """Makes SIGINT and SIGTERM raise KeyboardInterrupt (main thread only); returns the undo.
+
+    Only the first signal raises; the stop that follows is bounded, and a second signal
+    during it exits at once. SIGINT may have been inherited *ignored* (a background job of a
+    non-interactive shell): installing the handler takes it back.
+    """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # signal handlers can only be set from the main thread
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    if previous is None:  # set outside Python: put back the default action
-        previous = signal.SIG_DFL
-    return lambda: signal.signal(signal.SIGINT, previous)
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def second(signum: int, frame: Any) -> None:
+        print(f"tfrec-llm serve: signal {signum} again, exiting now", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    def first(signum: int, frame: Any) -> None:
+        for sig in signals:
+            signal.signal(sig, second)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, first) for sig in signals}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    return restore
 
 
 def _titles(dataset_name: str) -> dict[str, str]:
@@ -235,6 +282,13 @@ def query_command(args: argparse.Namespace) -> int:
         for rank, (item, score) in enumerate(answer, start=1):
             title = f"  {titles.get(item, '?')}" if titles else ""
             print(f"  {rank:>3}. {item:>8}  {score:9.4f}{title}")
+    most = max((len(answer) for answer in answers), default=0)
+    if most < args.k:
+        print(
+            f"tfrec-llm query: note: the server returned at most {most} items per user for "
+            f"--k {args.k}: the export caps k at export.max_k and at the catalog size.",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -7,8 +7,8 @@ anything else is ``INTERNAL``), so one bad request never stops the server.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -16,6 +16,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.serving.local.predict import RequestStatusError, ServingBackend
+from tfrec_llm.serving.local.threads import AbandoningExecutor
 
 __all__ = ["GrpcFrontend"]
 
@@ -87,7 +88,7 @@ class GrpcFrontend:
     """
 
     def __init__(self, backend: ServingBackend, host: str, port: int, max_workers: int) -> None:
-        self._pool = futures.ThreadPoolExecutor(max_workers, "tfrec-grpc")
+        self._pool = AbandoningExecutor(max_workers, "tfrec-grpc")  # daemon: exit never waits
         self._server = grpc.server(
             self._pool,
             options=[
@@ -115,5 +116,18 @@ class GrpcFrontend:
 
     def close(self, grace_s: float) -> None:
         """Stops accepting calls, waits up to ``grace_s`` for running ones, frees the port."""
-        self._server.stop(grace_s).wait()
+        self.finish_close(self.begin_close(grace_s), grace_s + 1.0)
+
+    def begin_close(self, grace_s: float) -> threading.Event:
+        """Refuses new calls now; calls still running after ``grace_s`` are cancelled.
+
+        Returns:
+            The event set when the server has stopped (see :meth:`finish_close`).
+        """
+        return self._server.stop(grace_s)  # type: ignore[no-any-return]
+
+    def finish_close(self, stopped: threading.Event, timeout_s: float) -> None:
+        """Waits up to ``timeout_s`` for ``stopped``, then drops the handler threads."""
+        if not stopped.wait(timeout_s):
+            _LOG.warning("gRPC server did not stop within %.1fs; leaving its threads behind", timeout_s)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -9,6 +9,12 @@ Mirrors TF Serving's version manager where a client can see it:
   afterwards. The servable and state maps are replaced, never mutated, so a request sees either
   the old or the new map. A version that fails to load is reported ``END`` with its error and
   the old version keeps serving.
+* A failed load is retried on every poll, like TF Serving, so a version copied in place (not
+  renamed) is served once its files are complete. The error is logged when it first appears or
+  changes, not on every retry.
+* With the ``latest`` policy, a newest version that does not load does not leave the model
+  empty: the newest versions that do load are served instead (at startup too), and the log says
+  which one and why.
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ class _Model:
     entry: ModelEntry
     servables: dict[int, Servable] = field(default_factory=dict)  # replaced, never mutated
     states: dict[int, tuple[str, str]] = field(default_factory=dict)  # version -> (state, error)
-    failed: set[int] = field(default_factory=set)
+    failed: dict[int, str] = field(default_factory=dict)  # version -> last load error
     poll_lock: threading.Lock = field(default_factory=threading.Lock)
+    fallback: int | None = None  # the older version last served in place of a failed newest
 
 
 def _uses_tf_text(meta_graph: Any) -> bool:
@@ -100,8 +107,13 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._loads = 0  # loads running now (poller or initial load)
 
     # --------------------------------------------------------------- polling
+    def resume(self) -> None:
+        """Allows loads again after :meth:`stop_polling` (a restarted server)."""
+        self._stop.clear()
+
     def start_polling(self, interval_s: float) -> None:
         """Starts the daemon thread that calls :meth:`poll_once` every ``interval_s``."""
         self._stop.clear()
@@ -110,11 +122,14 @@ class ModelRegistry:
         )
         self._poller.start()
 
-    def stop_polling(self) -> None:
-        """Stops the poller thread and waits for it (a scan in progress finishes first)."""
+    def stop_polling(self, timeout_s: float | None = None) -> None:
+        """Stops the poller thread, waiting up to ``timeout_s`` for a scan in progress.
+
+        A load still running after that is abandoned: its daemon thread drops the result.
+        """
         self._stop.set()
         if self._poller is not None:
-            self._poller.join()
+            self._poller.join(timeout_s)
             self._poller = None
 
     def _poll_loop(self, interval_s: float) -> None:
@@ -138,30 +153,80 @@ class ModelRegistry:
         entry = model.entry
         folders = version_folders(entry.local_path)
         aspired = aspired_versions(entry, sorted(folders))
-        for version in aspired:
-            if version in model.servables or version in model.failed:
-                continue
-            path = folders[version]
-            self._set_state(model, version, "LOADING")
-            try:
-                servable = load_servable(entry.name, version, path)
-            except Exception as exc:  # any load or warmup failure keeps the old version
-                model.failed.add(version)
-                self._set_state(model, version, "END", f"{type(exc).__name__}: {exc}")
-                _LOG.error("failed to load %s version %s from %s: %s", entry.name, version, path, exc)
-                continue
-            with self._lock:
-                model.servables = {**model.servables, version: servable}
-                model.states = {**model.states, version: ("AVAILABLE", "")}
-            _LOG.info("loaded %s version %s in %.2fs", entry.name, version, servable.load_seconds)
-        if not any(v in model.servables for v in aspired):
+        model.failed = {v: e for v, e in model.failed.items() if v in folders}  # deleted: forget
+        loaded = [v for v in aspired if self._ensure_loaded(model, v, folders[v])]
+        if entry.policy == "latest" and len(loaded) < len(aspired):
+            loaded = self._fall_back(model, folders, aspired, loaded)
+        elif loaded:
+            model.fallback = None
+        if not loaded:
             return  # availability preserving: keep serving what we have
-        for version in [v for v in model.servables if v not in aspired]:
+        for version in [v for v in model.servables if v not in loaded]:
             self._set_state(model, version, "UNLOADING")
             with self._lock:
                 model.servables = {v: s for v, s in model.servables.items() if v != version}
                 model.states = {**model.states, version: ("END", "")}
             _LOG.info("unloaded %s version %s", entry.name, version)
+
+    def _fall_back(
+        self, model: _Model, folders: dict[int, str], aspired: list[int], loaded: list[int]
+    ) -> list[int]:
+        """``latest`` policy: older versions that load stand in for aspired ones that do not."""
+        want = len(aspired)
+        for version in sorted((v for v in folders if v < min(aspired)), reverse=True):
+            if len(loaded) >= want or self._stop.is_set():
+                break
+            if self._ensure_loaded(model, version, folders[version]):
+                loaded.append(version)
+                if model.fallback != version:
+                    _LOG.warning(
+                        "model %s: serving version %s, the newest version that loads, because "
+                        "version(s) %s failed to load: %s",
+                        model.entry.name,
+                        version,
+                        ", ".join(str(v) for v in aspired if v not in loaded),
+                        "; ".join(f"{v}: {model.failed[v]}" for v in aspired if v in model.failed),
+                    )
+                    model.fallback = version
+        return sorted(loaded)
+
+    def _ensure_loaded(self, model: _Model, version: int, path: str) -> bool:
+        """Loads ``version`` unless it is served; a failure is recorded (retried next poll)."""
+        if version in model.servables:
+            return True
+        if self._stop.is_set():
+            return False
+        name = model.entry.name
+        if version not in model.failed:  # a retry keeps reporting END with the last error
+            self._set_state(model, version, "LOADING")
+        with self._lock:
+            self._loads += 1
+        try:
+            servable = load_servable(name, version, path)
+        except Exception as exc:  # any load or warmup failure keeps the old version
+            error = f"{type(exc).__name__}: {exc}"
+            self._set_state(model, version, "END", error)
+            if model.failed.get(version) != error:  # log once per distinct error, retry quietly
+                _LOG.error(
+                    "failed to load %s version %s from %s (retried on every poll): %s",
+                    name,
+                    version,
+                    path,
+                    error,
+                )
+            model.failed[version] = error
+            return False
+        finally:
+            with self._lock:
+                self._loads -= 1
+        with self._lock:
+            if self._stop.is_set():  # the server stopped during the load: drop it
+                return False
+            model.servables = {**model.servables, version: servable}
+            model.states = {**model.states, version: ("AVAILABLE", "")}
+        model.failed.pop(version, None)
+        _LOG.info("loaded %s version %s in %.2fs", name, version, servable.load_seconds)
+        return True
 
     def unload_all(self) -> None:
         """Drops every loaded version (the server is stopping)."""
@@ -170,9 +235,24 @@ class ModelRegistry:
                 model.servables = {}
 
     # ---------------------------------------------------------------- views
+    def loading(self) -> bool:
+        """True while a version is being loaded."""
+        with self._lock:
+            return self._loads > 0
+
     def empty_models(self) -> dict[str, str]:
-        """Model name -> base path, for the models with no served version."""
-        return {n: m.entry.local_path for n, m in self._models.items() if not m.servables}
+        """Model name -> why it has no served version (no version folder, or failed loads)."""
+        empty = {}
+        for name, model in self._models.items():
+            if model.servables:
+                continue
+            path = model.entry.local_path
+            if model.failed:
+                versions = ", ".join(str(v) for v in sorted(model.failed, reverse=True))
+                empty[name] = f"every version under {path} failed to load ({versions}; see the errors above)"
+            else:
+                empty[name] = f"no version folder (an integer folder holding saved_model.pb) under {path} yet"
+        return empty
 
     def served_versions(self, model_name: str) -> tuple[int, ...]:
         """The versions of ``model_name`` that answer requests now, ascending."""

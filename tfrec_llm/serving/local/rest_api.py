@@ -4,6 +4,11 @@ Routes: ``GET /v1/models/<name>[/versions/<v>]`` (status), ``.../metadata`` (sig
 ``POST .../<name>[/versions/<v>]:predict`` with the row (``instances``) or columnar
 (``inputs``) body. JSON values are read and written by :mod:`tfrec_llm.serving.json_codec`;
 status codes come from the one HTTP <-> gRPC table in :mod:`tfrec_llm.serving.errors`.
+
+Bad bodies get a 4xx, never a 500 or a hung thread: a ``Content-Length`` that is not a
+non-negative integer is 400, one above ``max_body_bytes`` is 413 (nothing is read), a body
+that stops short of its ``Content-Length`` is 400 after ``read_timeout_s`` without a byte,
+JSON that does not parse or nests deeper than :data:`MAX_JSON_DEPTH` is 400.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from tfrec_llm.serving.errors import http_status_for_code
 from tfrec_llm.serving.json_codec import STRING, decode_request_value, encode_array
 from tfrec_llm.serving.local.predict import DEFAULT_SIGNATURE, RequestStatusError, ServingBackend
 
-__all__ = ["RestFrontend"]
+__all__ = ["MAX_JSON_DEPTH", "RestFrontend"]
+
+MAX_JSON_DEPTH = 64  # a tensor has at most 64 dimensions in TF Serving's JSON (plus the body)
 
 _LOG = logging.getLogger(__name__)
 _PREDICT_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+))?:(classify|regress|predict)", re.I)
@@ -34,15 +41,39 @@ _STATUS_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+))?(/metadata)?"
 _JSON_OPTS = {"always_print_fields_with_no_presence": True, "preserving_proto_field_name": True}
 
 
+class _HttpError(Exception):
+    """A request refused before it reached the model: an HTTP status and a message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class RestFrontend:
     """A started REST server bound to ``host:port`` (0 = a free port, see :attr:`port`).
+
+    Args:
+        backend: Answers the requests.
+        host: Interface to bind.
+        port: Port; 0 picks a free one.
+        read_timeout_s: Seconds a handler waits for more request bytes (then 400).
+        max_body_bytes: Largest accepted ``Content-Length`` (above: 413).
 
     Raises:
         OSError: If the port cannot be bound.
     """
 
-    def __init__(self, backend: ServingBackend, host: str, port: int) -> None:
-        handler = type("_BoundRestHandler", (_RestHandler,), {"backend": backend})
+    def __init__(
+        self,
+        backend: ServingBackend,
+        host: str,
+        port: int,
+        read_timeout_s: float = 30.0,
+        max_body_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
+        attrs = {"backend": backend, "timeout": read_timeout_s, "max_body_bytes": max_body_bytes}
+        handler = type("_BoundRestHandler", (_RestHandler,), attrs)
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
@@ -63,6 +94,7 @@ class RestFrontend:
 
 class _RestHandler(BaseHTTPRequestHandler):
     backend: ServingBackend
+    max_body_bytes: int
 
     def log_message(self, format: str, *args: Any) -> None:
         _LOG.debug("REST %s", format % args)
@@ -76,6 +108,9 @@ class _RestHandler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         try:
             status, body = 200, self._handle(method)
+        except _HttpError as exc:
+            status, body = exc.status, {"error": exc.message}
+            self.close_connection = True  # the rest of the body was not read
         except RequestStatusError as exc:
             status, body = http_status_for_code(exc.code.name), {"error": exc.message}
         except Exception as exc:  # the server keeps serving whatever a request does
@@ -93,7 +128,7 @@ class _RestHandler(BaseHTTPRequestHandler):
         backend = self.backend
         match = _PREDICT_PATH.fullmatch(path)
         if method == "POST" and match:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            raw = self._read_body()
             if match.group(3).lower() != "predict":
                 raise RequestStatusError(
                     grpc.StatusCode.UNIMPLEMENTED,
@@ -118,6 +153,52 @@ class _RestHandler(BaseHTTPRequestHandler):
             return json_format.MessageToDict(status, **_JSON_OPTS)
         raise RequestStatusError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
 
+    def _read_body(self) -> bytes:
+        """The request body, as long as its ``Content-Length`` says (which is checked)."""
+        header = self.headers.get("Content-Length")
+        if header is None:
+            return b""
+        text = header.strip()
+        if not (text.isascii() and text.isdigit()):
+            raise _HttpError(400, f"Content-Length must be a non-negative integer; got {header!r}.")
+        length = int(text)
+        if length > self.max_body_bytes:
+            raise _HttpError(
+                413,
+                f"Request body of {length} bytes is larger than the limit of {self.max_body_bytes} "
+                "bytes; send fewer instances per request.",
+            )
+        chunks, left = [], length
+        try:
+            while left:
+                chunk = self.rfile.read1(min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+        except TimeoutError:
+            pass
+        if left:
+            raise _HttpError(
+                400,
+                f"Request body ended after {length - left} of its Content-Length {length} bytes "
+                f"(no more bytes within {self.timeout:g}s).",
+            )
+        return b"".join(chunks)
+
+
+def _json_depth_ok(value: Any, limit: int) -> bool:
+    """True when ``value`` nests at most ``limit`` lists/objects deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return False
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return True
+
 
 def _model_spec(name: str, version: str | None) -> Any:
     from tensorflow_serving.apis import model_pb2
@@ -131,8 +212,16 @@ def _model_spec(name: str, version: str | None) -> Any:
 def _rest_predict(backend: ServingBackend, spec: Any, raw: bytes) -> Any:
     try:
         body = json.loads(raw.decode("utf-8") or "null")
+        too_deep = not _json_depth_ok(body, MAX_JSON_DEPTH)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestStatusError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON Parse error: {exc}") from None
+    except RecursionError:  # deeper than the parser's own stack allows
+        too_deep = True
+    if too_deep:
+        raise RequestStatusError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"JSON Parse error: the body nests deeper than {MAX_JSON_DEPTH} levels.",
+        )
     if not isinstance(body, dict):
         raise RequestStatusError(grpc.StatusCode.INVALID_ARGUMENT, "Request body must be a JSON object.")
     servable = backend.resolve(spec)

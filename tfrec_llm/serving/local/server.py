@@ -20,14 +20,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from concurrent import futures
+import time
 from typing import Any
+
+import grpc
 
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.export.models_config import ModelEntry, read_models_config
 from tfrec_llm.serving.local.batching import BatchingParameters, BatchScheduler
 from tfrec_llm.serving.local.grpc_api import GrpcFrontend
 from tfrec_llm.serving.local.predict import (
+    RequestStatusError,
     Servable,
     check_metadata_request,
     metadata_response,
@@ -35,6 +38,7 @@ from tfrec_llm.serving.local.predict import (
 )
 from tfrec_llm.serving.local.registry import ModelRegistry
 from tfrec_llm.serving.local.rest_api import RestFrontend
+from tfrec_llm.serving.local.threads import AbandoningExecutor
 
 __all__ = ["LocalModelServer"]
 
@@ -57,6 +61,9 @@ class LocalModelServer:
         max_workers: Threads for gRPC handlers and for model calls.
         batching_parameters: Turns request batching on (``--enable_batching``); see
             :mod:`~tfrec_llm.serving.local.batching`. ``None``: every request runs alone.
+        rest_read_timeout_s: Seconds a REST handler waits for more request bytes before it
+            answers 400 (a client that sends less than its ``Content-Length`` frees the thread).
+        rest_max_body_bytes: Largest REST request body; a bigger ``Content-Length`` gets 413.
 
     Raises:
         ConfigError: If neither or both of ``model_config_file`` and ``model_base_path`` are
@@ -74,6 +81,8 @@ class LocalModelServer:
         host: str = "127.0.0.1",
         poll_interval_s: float = 1.0,
         max_workers: int = 8,
+        rest_read_timeout_s: float = 30.0,
+        rest_max_body_bytes: int = 256 * 1024 * 1024,
         batching_parameters: BatchingParameters | None = None,
     ) -> None:
         if (model_config_file is None) == (model_base_path is None):
@@ -93,10 +102,13 @@ class LocalModelServer:
         self._host, self._port, self._rest_port_req = host, port, rest_port
         self.poll_interval_s = poll_interval_s
         self._max_workers = max_workers
+        self._rest_limits = (rest_read_timeout_s, rest_max_body_bytes)
         self._batching = batching_parameters
         self._batcher: BatchScheduler | None = None
         self._stopped = threading.Event()
-        self._executor: futures.ThreadPoolExecutor | None = None
+        self._executor: AbandoningExecutor | None = None
+        self._loader: threading.Thread | None = None
+        self._abandoned = 0
         self._grpc: GrpcFrontend | None = None
         self._rest: RestFrontend | None = None
         self.grpc_port: int | None = None
@@ -137,6 +149,10 @@ class LocalModelServer:
     def start(self) -> LocalModelServer:
         """Loads the initial versions, then starts gRPC, REST and the poller. Returns self.
 
+        The initial load runs on a daemon thread that the calling thread waits for, so Ctrl-C
+        (``KeyboardInterrupt``) stops a long load at once: the server is stopped, the load is
+        abandoned and the interrupt propagates.
+
         Raises:
             ConfigError: If a port cannot be bound (everything started so far is stopped).
         """
@@ -145,52 +161,99 @@ class LocalModelServer:
         except BaseException:
             self.stop(grace_s=0)
             raise
-        for name, path in self._registry.empty_models().items():
-            _LOG.warning(
-                "model %s: no loadable version folder under %s yet; requests get NOT_FOUND until one appears",
-                name,
-                path,
-            )
+        for name, why in self._registry.empty_models().items():
+            _LOG.warning("model %s: %s; requests get NOT_FOUND until a version loads", name, why)
         return self
 
     def _start(self) -> None:
         self._stopped.clear()
-        self._executor = futures.ThreadPoolExecutor(self._max_workers, "tfrec-model")
+        self._abandoned = 0
+        self._executor = AbandoningExecutor(self._max_workers, "tfrec-model")
         self._batcher = BatchScheduler(self._batching) if self._batching is not None else None
-        self._registry.poll_once()
+        self._registry.resume()
+        self._initial_load()
         self._grpc = GrpcFrontend(self, self._host, self._port, self._max_workers)
         self.grpc_port = self._grpc.port
         if self._rest_port_req is not None:
+            timeout_s, max_bytes = self._rest_limits
             try:
-                self._rest = RestFrontend(self, self._host, self._rest_port_req)
+                self._rest = RestFrontend(self, self._host, self._rest_port_req, timeout_s, max_bytes)
             except OSError as exc:
                 raise ConfigError(f"cannot bind REST to {self._host}:{self._rest_port_req}: {exc}") from exc
             self.rest_port = self._rest.port
         self._registry.start_polling(self.poll_interval_s)
         _LOG.info("serving gRPC on %s:%s, REST on %s", self._host, self.grpc_port, self.rest_port)
 
+    def _initial_load(self) -> None:
+        failure: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                self._registry.poll_once()
+            except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
+                failure.append(exc)
+
+        self._loader = threading.Thread(target=load, name="tfrec-initial-load", daemon=True)
+        self._loader.start()
+        while self._loader.is_alive():
+            self._loader.join(0.1)  # short waits: a signal handler runs between them
+        if failure:
+            raise failure[0]
+
     def stop(self, grace_s: float = 1.0) -> None:
-        """Stops the poller, the REST and gRPC frontends and unloads every model."""
-        self._registry.stop_polling()
+        """Stops the server within about ``grace_s`` seconds, whatever is in flight.
+
+        New calls are refused at once; calls in flight get up to ``grace_s`` to finish, then
+        they are abandoned (their clients get ``UNAVAILABLE``) and their model calls are left
+        to end on daemon threads, as is a load in progress. Ports are freed and every model
+        is unloaded. :attr:`abandoned` says how much work was left running.
+        """
+        deadline = time.monotonic() + max(grace_s, 0.0)
+        self._registry.stop_polling(timeout_s=0)
+        # gRPC cancels what still runs a little after the grace, so that the abandoned calls
+        # below answer first with UNAVAILABLE (a status a client retries elsewhere)
+        grpc_grace = max(grace_s, 0.0) + 0.5
+        grpc_stopped = self._grpc.begin_close(grpc_grace) if self._grpc is not None else None
         if self._rest is not None:
             self._rest.close()
             self._rest = None
             self.rest_port = None
-        if self._grpc is not None:
-            self._grpc.close(grace_s)
-            self._grpc = None
-            self.grpc_port = None
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            if not self._executor.wait_idle(deadline - time.monotonic()):
+                self._abandoned += self._executor.abandon(
+                    RequestStatusError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        "The server is shutting down; the request was abandoned.",
+                    )
+                )
+            self._executor.shutdown(wait=False)
             self._executor = None
         if self._batcher is not None:
             self._batcher.close()
             self._batcher = None
+        if self._grpc is not None:
+            self._grpc.finish_close(grpc_stopped, max(deadline - time.monotonic(), 0.0) + 1.0)  # type: ignore[arg-type]
+            self._grpc = None
+            self.grpc_port = None
         self._registry.unload_all()
         self._stopped.set()
 
-    def serve_forever(self) -> None:
+    @property
+    def abandoned(self) -> int:
+        """Model calls and loads left running on daemon threads by the last :meth:`stop`.
+
+        A process that wants to exit at once (``tfrec-llm serve``) should ``os._exit`` when
+        this is non-zero rather than wait for interpreter shutdown to tear TensorFlow down
+        under a running op.
+        """
+        loading = self._loader is not None and self._loader.is_alive()
+        return self._abandoned + (1 if loading or self._registry.loading() else 0)
+
+    def serve_forever(self, grace_s: float = 1.0) -> None:
         """Starts (if needed) and blocks until :meth:`stop` (another thread) or Ctrl-C.
+
+        Ctrl-C stops the server with :meth:`stop` (``grace_s``), so this returns within about
+        ``grace_s`` seconds even while a long request runs.
 
         Ctrl-C arrives as ``KeyboardInterrupt``, which Python raises only while SIGINT has its
         default Python handler: a process started with SIGINT ignored (a background job of a
@@ -204,7 +267,7 @@ class LocalModelServer:
         except KeyboardInterrupt:
             pass
         finally:
-            self.stop()
+            self.stop(grace_s)
 
     def __enter__(self) -> LocalModelServer:
         return self.start()

@@ -33,6 +33,13 @@ def test_compare_a_run_with_itself_and_with_mostpop_then_explain_it(tiny_csv_con
     assert head.ci[0] <= head.difference <= head.ci[1]
     assert result.a.user_ids.tolist() == result.b.user_ids.tolist()
 
+    # The Python API: the same run against itself, no training (the run is reused).
+    from tfrec_llm import Experiment, load_config
+
+    same = Experiment(load_config(config), verbose=0).compare("id", "id", n_resamples=200)
+    assert [m.difference for m in same.metrics] == [0.0, 0.0, 0.0]
+    assert same.a.name == "TwoTower-ID [A]" and same.a.user_ids.size == 40
+
     with pytest.raises(ConfigError, match="not a finished run folder"):
         compare_runs(str(tmp / "runs"), run)
     with pytest.raises(ConfigError, match="trained under protocol 'loo'"):

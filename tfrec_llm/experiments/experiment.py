@@ -8,6 +8,7 @@ Example:
     >>> exp.export("bert", "exports")                      # SavedModels for TF Serving
     >>> exp.recommend(["1", "2"], k=5)                     # [[(item_id, score), ...], ...]
     >>> exp.explain("1", "50").summary()                   # the history items behind it
+    >>> print(exp.compare("mean", "bert").to_markdown())   # paired A/B on the same users
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec_llm.config import ExperimentConfig
-from tfrec_llm.config.choices import REPORT_VARIANTS, variant_uses_text
+from tfrec_llm.config.choices import REPORT_VARIANTS, VARIANT_NAMES, variant_uses_text
 from tfrec_llm.content.evidence import Explanation
 from tfrec_llm.data.schema import RecDataset
 from tfrec_llm.errors import ConfigError
+from tfrec_llm.evaluation.compare import ComparisonResult, compare_scorers
 from tfrec_llm.experiments.explain import Explainer
 from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
 from tfrec_llm.experiments.publish import export_variant
@@ -33,6 +35,7 @@ from tfrec_llm.experiments.runs import load_or_train
 from tfrec_llm.export.exporter import ExportResult
 from tfrec_llm.export.serving_module import RetrievalModule
 from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.models.scorer import TwoTowerScorer
 
 logger = logging.getLogger(__name__)
 
@@ -167,3 +170,39 @@ class Experiment:
     def explain(self, user: str, item: str, variant: str = "bert", top: int = 3) -> Explanation:
         """The history items (and shared categories and title terms) behind recommending ``item`` to ``user``."""
         return self.explainer(variant, top).explain(user, item)
+
+    def compare(
+        self,
+        variant_a: str = "mean",
+        variant_b: str = "bert",
+        protocol: str | None = None,
+        split: str = "test",
+        metric: str = "ndcg",
+        k: int = 10,
+        n_resamples: int = 10000,
+        seed: int = 0,
+    ) -> ComparisonResult:
+        """Offline A/B of two variants on the same users (trained first where needed).
+
+        See ``tfrec_llm.evaluation.compare.compare_scorers``: per-metric paired difference with
+        a bootstrap CI and a paired test, and team-draft interleaving with the held-out items
+        as clicks.
+        """
+        protocol = protocol or self.config.eval.protocol
+        prepared = self.prepare(protocol, with_text=any(map(variant_uses_text, (variant_a, variant_b))))
+        scorers = []
+        for variant, tag in ((variant_a, "A"), (variant_b, "B")):
+            model, _ = self.train(variant, protocol)
+            name = VARIANT_NAMES[variant] + (f" [{tag}]" if variant_a == variant_b else "")
+            scorers.append(TwoTowerScorer(model, prepared.catalog, name=name))
+        return compare_scorers(
+            scorers[0],
+            scorers[1],
+            getattr(prepared.split, split),
+            prepared.split.item_ids,
+            metric=metric,
+            k=k,
+            n_resamples=n_resamples,
+            seed=seed,
+            label=f"protocol {protocol}, {split.upper()}",
+        )

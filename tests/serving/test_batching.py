@@ -315,3 +315,22 @@ def test_serve_command_line_reads_the_batching_file():
     )
     with pytest.raises(ConfigError, match="needs --enable_batching"):
         _batching(file_only)
+
+
+def test_close_fails_running_and_queued_requests_at_once():
+    clock, call = FakeClock(), Recorder()
+    scheduler = BatchScheduler(
+        BatchingParameters(max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1), clock
+    )
+    call.gate.clear()
+    running = _submit(scheduler, call, [1.0])
+    assert call.entered.wait(WAIT_S)
+    queued = _submit(scheduler, call, [2.0])
+    scheduler.close()  # the call is still held: close must not wait for it
+    for future in (running, queued):
+        with pytest.raises(BatchRefused, match="shutting down"):
+            future.result(WAIT_S)
+    with pytest.raises(BatchRefused, match="shutting down"):
+        _submit(scheduler, call, [3.0])
+    call.gate.set()  # the abandoned call ends; its answer is dropped
+    assert call.calls == [1]

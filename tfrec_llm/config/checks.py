@@ -8,6 +8,7 @@ message names the field, the value received, what was expected and the fix, e.g.
 from __future__ import annotations
 
 import math
+import re
 import string
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -356,5 +357,12 @@ def _export_checks(cfg: Any) -> list[Check]:
             1 <= export.default_k <= export.max_k,
             f"export.default_k={export.default_k}, max_k={export.max_k}; expected "
             "1 <= default_k <= max_k. Lower export.default_k or raise export.max_k.",
+        ),
+        _check(
+            re.fullmatch(r"\d+\.\d+\.\d+(-[\w.]+)?", export.tf_serving_version) is not None,
+            "export.tf_serving_version",
+            export.tf_serving_version,
+            "a tensorflow/serving release tag X.Y.Z",
+            "Give the tag of the server image, e.g. --set export.tf_serving_version=2.20.0.",
         ),
     ]

@@ -196,11 +196,16 @@ class ExportConfig:
         export_dir: Base folder; models go to ``<export_dir>/<model_name>/<version>/``.
         default_k: Top-K returned when a request does not say.
         max_k: Upper cap on a requested K.
+        tf_serving_version: The ``tensorflow/serving`` release that will serve the export: the
+            image tag the export writes for ``serving/docker-compose.yml`` (``serving.env``)
+            and the release whose op list the op scan checks against. Default: 2.20.0, the
+            newest server release tagged in tensorflow/serving.
     """
 
     export_dir: str = "exports"
     default_k: int = 10
     max_k: int = 100
+    tf_serving_version: str = "2.20.0"
 
 
 @dataclasses.dataclass(frozen=True)

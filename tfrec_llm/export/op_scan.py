@@ -14,8 +14,14 @@ each op:
   (tensorflow/serving#2064) and ScaNN.
 * ``tf_text_unverified``: another TF Text op whose presence in the server is not verified.
 * ``unknown``: neither core nor TF Text (a custom op library).
+* ``newer_than_target``: registered by the TensorFlow installed here but not by the target
+  server release (only when a ``tf_serving_version`` is given).
 
-Only ``core`` and ``tf_text`` are servable. Nodes whose type names a library function are
+With a target ``tf_serving_version`` (``export.tf_serving_version``, e.g. ``"2.20.0"``), core
+and TF Text ops are checked against the op list of that release's TensorFlow stored in
+``tfrec_llm/export/ops/tf-<major>.<minor>.txt`` (TF Serving X.Y.Z is built from TensorFlow
+X.Y), written by ``pipelines/tools/list_ops.py``; without one, against the registry of the
+TensorFlow in this process. Only ``core`` and ``tf_text`` are servable. Nodes whose type names a library function are
 function calls, not ops, and are skipped.
 
 Example:
@@ -27,11 +33,12 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfrec_llm.errors import ExportError
+from tfrec_llm.errors import ConfigError, ExportError
 
 __all__ = [
     "FORBIDDEN_OPS",
@@ -39,12 +46,18 @@ __all__ = [
     "GRAPH_SCOPE",
     "TF_TEXT_CLASSIC_OPS",
     "TF_TEXT_OTHER_OPS",
+    "OPS_DIR",
     "OpUse",
     "ScanResult",
+    "ServerOps",
     "check_servable",
     "classify_op",
     "scan_saved_model",
+    "server_ops",
 ]
+
+#: Folder of the op lists, one ``tf-<major>.<minor>.txt`` per TensorFlow release.
+OPS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ops")
 
 #: Name used in ``OpUse.functions`` for nodes of the top-level graph (not inside a function).
 GRAPH_SCOPE = "<graph>"
@@ -125,7 +138,56 @@ _REASONS = {
     "op or check the tensorflow/serving image by hand",
     "unknown": "not registered by core TensorFlow or TF Text (custom op library?): the stock "
     "server cannot load it",
+    "newer_than_target": "registered by the TensorFlow installed here but not by the target "
+    "server release: export with an older TensorFlow or set export.tf_serving_version to a "
+    "newer tensorflow/serving release",
 }
+
+
+@dataclass(frozen=True)
+class ServerOps:
+    """The ops a ``tensorflow/serving`` release registers (from its TensorFlow's op list).
+
+    Attributes:
+        tf_serving_version: The server release, e.g. ``"2.20.0"``.
+        path: The op list file it was read from.
+        core: Core TensorFlow op names.
+        tf_text: The classic TF Text kernels the server links.
+    """
+
+    tf_serving_version: str
+    path: str
+    core: frozenset[str]
+    tf_text: frozenset[str]
+
+
+def server_ops(tf_serving_version: str) -> ServerOps:
+    """Reads the op list of the TensorFlow that ``tensorflow/serving:<version>`` is built from.
+
+    Raises:
+        ConfigError: If the version is not ``X.Y.Z`` or no op list of TensorFlow X.Y is stored.
+    """
+    match = re.fullmatch(r"(\d+)\.(\d+)\.\d+(?:-[\w.]+)?", tf_serving_version)
+    path = os.path.join(OPS_DIR, f"tf-{match.group(1)}.{match.group(2)}.txt") if match else ""
+    if not match or not os.path.isfile(path):
+        stored = sorted(n[3:-4] for n in os.listdir(OPS_DIR) if n.startswith("tf-") and n.endswith(".txt"))
+        raise ConfigError(
+            f"export.tf_serving_version={tf_serving_version!r}: expected a tensorflow/serving "
+            f"release X.Y.Z whose TensorFlow op list is stored; stored: {', '.join(stored)}. "
+            "Write another with pipelines/tools/list_ops.py."
+        )
+    sections: dict[str, set[str]] = {"core": set(), "tf_text": set()}
+    current = None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                current = sections.setdefault(line[1:-1], set())
+            elif current is not None:
+                current.add(line)
+    return ServerOps(tf_serving_version, path, frozenset(sections["core"]), frozenset(sections["tf_text"]))
 
 
 @dataclass(frozen=True)
@@ -187,7 +249,7 @@ def _short_functions(functions: tuple[str, ...], limit: int = 2) -> str:
     return shown
 
 
-def classify_op(op: str, core_ops: Iterable[str] | None = None) -> str:
+def classify_op(op: str, core_ops: Iterable[str] | None = None, target: ServerOps | None = None) -> str:
     """Classifies one op type against the stock TF Serving binary.
 
     Args:
@@ -195,12 +257,22 @@ def classify_op(op: str, core_ops: Iterable[str] | None = None) -> str:
         core_ops: The core TF op names to check against. ``None`` asks TensorFlow's op
             registry in this process (ops of loaded TF Text or other op libraries are
             recognised by name and never counted as core).
+        target: The ops of the server release that will run the model (`server_ops`); when
+            given, it decides ``core`` and ``tf_text`` instead of ``core_ops``.
 
     Returns:
-        ``core``, ``tf_text``, ``forbidden``, ``tf_text_unverified`` or ``unknown``.
+        ``core``, ``tf_text``, ``forbidden``, ``tf_text_unverified``, ``unknown`` or
+        ``newer_than_target``.
     """
     if op in FORBIDDEN_OPS or op.startswith(FORBIDDEN_PREFIXES):
         return "forbidden"
+    if target is not None:
+        if op in target.tf_text:
+            return "tf_text"
+        if op in target.core:
+            return "core"
+        here = classify_op(op, core_ops)
+        return "newer_than_target" if here in _SERVABLE else here
     if op in TF_TEXT_CLASSIC_OPS:
         return "tf_text"
     if op in TF_TEXT_OTHER_OPS or op.startswith("TFText>"):
@@ -243,12 +315,16 @@ def _read_saved_model(path: str) -> Any:  # a saved_model_pb2.SavedModel
     return model
 
 
-def scan_saved_model(path: str | os.PathLike[str], core_ops: Iterable[str] | None = None) -> ScanResult:
+def scan_saved_model(
+    path: str | os.PathLike[str], core_ops: Iterable[str] | None = None, tf_serving_version: str | None = None
+) -> ScanResult:
     """Lists and classifies every op type in a SavedModel.
 
     Args:
         path: The SavedModel (version) folder holding ``saved_model.pb``.
         core_ops: Optional explicit core op allowlist; ``None`` uses TensorFlow's registry.
+        tf_serving_version: The ``tensorflow/serving`` release to check against (its stored
+            op list, `server_ops`); ``None`` checks against this process's TensorFlow.
 
     Returns:
         The :class:`ScanResult`.
@@ -271,9 +347,10 @@ def scan_saved_model(path: str | os.PathLike[str], core_ops: Iterable[str] | Non
                 per_scope = uses.setdefault(node.op, {})
                 per_scope[scope] = per_scope.get(scope, 0) + 1
     core = frozenset(core_ops) if core_ops is not None else None
+    target = server_ops(tf_serving_version) if tf_serving_version else None
     op_uses = []
     for op in sorted(uses):
-        category = classify_op(op, core)
+        category = classify_op(op, core, target)
         op_uses.append(OpUse(op, category, sum(uses[op].values()), tuple(sorted(uses[op]))))
     unsupported = {u.op: u.functions for u in op_uses if not u.servable}
     return ScanResult(
@@ -285,12 +362,16 @@ def scan_saved_model(path: str | os.PathLike[str], core_ops: Iterable[str] | Non
     )
 
 
-def check_servable(path: str | os.PathLike[str], core_ops: Iterable[str] | None = None) -> ScanResult:
+def check_servable(
+    path: str | os.PathLike[str], core_ops: Iterable[str] | None = None, tf_serving_version: str | None = None
+) -> ScanResult:
     """Scans a SavedModel and raises unless stock TF Serving can run every op.
 
     Args:
         path: The SavedModel (version) folder.
         core_ops: Optional explicit core op allowlist; ``None`` uses TensorFlow's registry.
+        tf_serving_version: The ``tensorflow/serving`` release that will run it
+            (``export.tf_serving_version``); ``None`` checks against this process's TensorFlow.
 
     Returns:
         The :class:`ScanResult` (always ``ok``).
@@ -298,9 +379,14 @@ def check_servable(path: str | os.PathLike[str], core_ops: Iterable[str] | None 
     Raises:
         ExportError: Naming every offending op, why it fails and the functions that use it.
     """
-    result = scan_saved_model(path, core_ops)
+    result = scan_saved_model(path, core_ops, tf_serving_version)
     if result.ok:
         return result
+    server = (
+        f"tensorflow/serving:{tf_serving_version}"
+        if tf_serving_version
+        else "the stock tensorflow_model_server"
+    )
     by_op = {u.op: u for u in result.ops}
     details = "; ".join(
         f"{op} [{by_op[op].category}: {_reason(op, by_op[op].category)}] used in "
@@ -308,7 +394,7 @@ def check_servable(path: str | os.PathLike[str], core_ops: Iterable[str] | None 
         for op, functions in result.unsupported.items()
     )
     raise ExportError(
-        f"SavedModel at {result.path!r} is not servable by the stock tensorflow_model_server: "
+        f"SavedModel at {result.path!r} is not servable by {server}: "
         f"{len(result.unsupported)} unsupported op(s): {', '.join(result.unsupported)}. "
         f"Details: {details}."
     )

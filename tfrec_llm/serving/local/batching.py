@@ -172,11 +172,24 @@ def batch_key(arrays: Mapping[str, np.ndarray], from_request: Mapping[str, bool]
     return MergeSpec(tuple(parts), rows, frozenset(p[0] for p in parts if p[1] == "batched"))
 
 
-@dataclass
+@dataclass(eq=False)
 class _Task:
     arrays: Arrays
     rows: int
     future: futures.Future = field(default_factory=futures.Future)
+
+
+def _settle(
+    task: _Task, result: Mapping[str, np.ndarray] | None = None, exc: BaseException | None = None
+) -> None:
+    """Sets a task's outcome unless it already has one (abandoned at close)."""
+    try:
+        if exc is not None:
+            task.future.set_exception(exc)
+        else:
+            task.future.set_result(result)
+    except futures.InvalidStateError:
+        pass
 
 
 @dataclass
@@ -205,6 +218,7 @@ class BatchScheduler:
         self._cond = threading.Condition()
         self._queues: dict[Hashable, deque[_Batch]] = {}
         self._stopping = False
+        self._running: set[_Task] = set()
         self._threads = [
             threading.Thread(target=self._work, name=f"tfrec-batch-{i}", daemon=True)
             for i in range(params.num_batch_threads)
@@ -255,15 +269,21 @@ class BatchScheduler:
             self._cond.notify_all()
 
     def close(self) -> None:
-        """Refuses new requests and fails the queued ones with ``UNAVAILABLE``; returns at once."""
+        """Refuses new requests and fails queued and running ones with ``UNAVAILABLE`` at once.
+
+        A merged call in progress is abandoned: it ends on its daemon thread, its answer is
+        dropped.
+        """
         with self._cond:
             self._stopping = True
             pending = [t for q in self._queues.values() for b in q for t in b.tasks]
+            running = list(self._running)
             self._queues.clear()
             self._cond.notify_all()
         for task in pending:
-            if task.future.set_running_or_notify_cancel():
-                task.future.set_exception(BatchRefused("The server is shutting down."))
+            task.future.set_running_or_notify_cancel()
+        for task in pending + running:
+            _settle(task, exc=BatchRefused("The server is shutting down."))
 
     # ------------------------------------------------------------- batch threads
     def _next_batch(self) -> _Batch | None:
@@ -290,15 +310,19 @@ class BatchScheduler:
 
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
-            tasks = [t for t in batch.tasks if t.future.set_running_or_notify_cancel()]
+            with self._cond:
+                tasks = [t for t in batch.tasks if t.future.set_running_or_notify_cancel()]
+                self._running.update(tasks)
             if tasks:
                 self._run(batch.call, batch.batched, tasks)
+            with self._cond:
+                self._running.difference_update(tasks)
 
     @staticmethod
     def _run(call: CallFn, batched: frozenset[str], tasks: list[_Task]) -> None:
         try:
             if len(tasks) == 1:
-                tasks[0].future.set_result(call(tasks[0].arrays))
+                _settle(tasks[0], call(tasks[0].arrays))
                 return
             merged = {}
             for alias, first in tasks[0].arrays.items():
@@ -308,7 +332,7 @@ class BatchScheduler:
             outputs = call(merged)
         except BaseException as exc:  # every caller of the merged call gets its error
             for task in tasks:
-                task.future.set_exception(exc)
+                _settle(task, exc=exc)
             return
         total = sum(t.rows for t in tasks)
         if any(np.ndim(v) < 1 or np.shape(v)[0] != total for v in outputs.values()):
@@ -321,7 +345,7 @@ class BatchScheduler:
         start = 0
         for task in tasks:
             stop = start + task.rows
-            task.future.set_result({k: v[start:stop] for k, v in outputs.items()})
+            _settle(task, {k: v[start:stop] for k, v in outputs.items()})
             start = stop
 
 

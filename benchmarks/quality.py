@@ -34,15 +34,19 @@ Outputs in ``--out``: ``quality.json`` (the records of ``tfrec-llm evaluate --js
 ``fit_seconds``, ``family``, for peers the chosen ``params``, for two-tower rows ``variant``,
 ``history_encoder``, ``row`` (``variant`` or ``encoder``) and ``user_ids`` (``known`` or
 ``hidden``)), ``quality.md`` (tables with fit and eval seconds, known vs hidden user ids, the
-machine and the command) and ``quality.png`` (bar chart, known user ids).
+machine and the command, and which differences are real: under each protocol the best
+tfrec_llm row against the best peer and the mean-pooling two-tower, paired per user with a
+bootstrap 95% CI and a paired test, ``quality_compare.py``; also in quality_meta.json under
+``details.<protocol>.comparisons``) and ``quality.png`` (bar chart, known user ids).
 
 Trained two-tower models are cached in ``<model-dir>/<protocol>/<variant>-<config hash>``
 (``common.cached_run_dir``); a changed config (e.g. new defaults) gets a new folder, so no stale
 model is reused. Baselines and models are evaluated with ``tfrec_llm.experiments.timed_records``.
 
 Modules: this script (options, the run, ``--merge``), ``quality_peers.py`` (peers tuned on
-VALID), ``quality_report.py`` (tables, quality.md), ``quality_plot.py`` (quality.png),
-``common.py`` and ``machine.py`` (shared with the other benchmarks).
+VALID), ``quality_report.py`` (tables, quality.md), ``quality_compare.py`` (the paired
+comparisons), ``quality_plot.py`` (quality.png), ``common.py`` and ``machine.py`` (shared with
+the other benchmarks).
 
 Usage:
     python benchmarks/quality.py --out benchmarks/results            # full run (hours on 2 cores:
@@ -67,6 +71,7 @@ import common
 common.setup_environment()  # before anything imports TensorFlow
 
 from machine import command_line, describe_machine, provenance  # noqa: E402
+from quality_compare import compare_protocol  # noqa: E402
 from quality_peers import PEERS, content_peers, tuned_peer  # noqa: E402
 from quality_plot import render_png  # noqa: E402
 from quality_report import HIDDEN_SUFFIX, headline, render_markdown, summary_table  # noqa: E402
@@ -287,6 +292,7 @@ def run_protocol(
         "models": {},
     }
     records: list[dict[str, Any]] = []
+    scorers: dict[str, Any] = {}  # row name -> its scorer (known ids), for the paired comparisons
 
     def log_row(name: str, new: list[dict[str, Any]], fit_seconds: float, note: str = "") -> None:
         test10 = {r["metric"]: r["value"] for r in new if r["split"] == "test" and r["k"] == 10}
@@ -302,6 +308,7 @@ def run_protocol(
             if "params" in info:
                 record.update(params=info["params"], tune_seconds=info["tune_seconds"])
         records.extend(new)
+        scorers[scorer.name] = scorer
         details["models"][scorer.name] = {
             **info,
             "eval_seconds": sum(r["eval_seconds"] for r in new if r["metric"] == "ndcg" and r["k"] == ks[0]),
@@ -330,6 +337,7 @@ def run_protocol(
                 info = {**details["models"][record["model"]], "same_model_as": first + suffix}
                 details["models"][name + suffix] = {**info, **({"hidden_ids_of": name} if suffix else {})}
             known = [r for r in earlier if r["user_ids"] == "known"]
+            scorers[name] = scorers[first]
             log_row(name, known, known[0]["fit_seconds"], f": the model of {first} (same config)")
             continue
         scorer, info = two_tower(row["cfg"], prepared, row["variant"], name, tag, args.retrain, verbose)
@@ -341,6 +349,12 @@ def run_protocol(
             info = {"fit_seconds": info["fit_seconds"], "hidden_ids_of": name}
             new = new + add(hidden, "tfrec_llm", info, **fields, user_ids="hidden")
         done[key] = (name, new)
+    details["comparisons"] = compare_protocol(records, scorers, split.test, split.item_ids, protocol)
+    for c in details["comparisons"]:
+        log(
+            f"[{protocol}] {c['b']} - {c['a']}: {c['metric']} {c['difference']:+.4f} "
+            f"CI [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}], {c['test']} p = {c['p_value']:.3g}"
+        )
     return records, details
 
 

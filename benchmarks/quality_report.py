@@ -231,6 +231,11 @@ def render_markdown(records: list[dict[str, Any]], details: dict[str, Any], meta
     lines = headline(records, protocols)
     if lines:
         out += ["Best tfrec_llm model vs best peer:", "", *lines, ""]
+    from quality_compare import comparison_section  # it imports this module
+
+    section = comparison_section(details, protocols)
+    if section is not None:
+        out += [section, ""]
     table = hidden_ids_table(records, protocols, details)
     if table is not None:
         out += [

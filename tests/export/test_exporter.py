@@ -122,7 +122,9 @@ def _replay(version_dir: str) -> list[tuple[dict[str, np.ndarray], dict[str, np.
 
 def test_both_models_are_published_under_one_version(export):
     result, export_dir = export["result"], export["dir"]
-    assert sorted(os.listdir(export_dir)) == ["item_encoder", "models.config", "retrieval"]
+    assert sorted(os.listdir(export_dir)) == ["item_encoder", "models.config", "retrieval", "serving.env"]
+    env = (export_dir / "serving.env").read_text(encoding="utf-8").splitlines()
+    assert "TF_SERVING_TAG=2.20.0" in env  # export.tf_serving_version -> the compose image tag
     versions = {name: os.listdir(export_dir / name) for name in (RETRIEVAL, ITEM_ENCODER)}
     assert len(versions[RETRIEVAL]) == 1 and versions[RETRIEVAL] == versions[ITEM_ENCODER]
     (version,) = versions[RETRIEVAL]
@@ -186,6 +188,47 @@ def test_item_encoder_warmup_requests_succeed_in_process(export):
 def test_both_exports_pass_the_tf_serving_op_scan(export):
     for folder in (export["result"].retrieval, export["result"].item_encoder):
         assert check_servable(folder).ok
+        assert check_servable(folder, tf_serving_version="2.20.0").ok  # the default target
+
+
+README_LOAD_SENTENCE = (
+    "Both exports load with plain `tf.saved_model.load` (no tfrec_llm import); `item_encoder` fails\n"
+    "with `Op type not registered 'CaseFoldUTF8'` unless `tensorflow_text` is imported first"
+)
+
+_PLAIN_LOAD = r"""
+import json, sys
+import tensorflow as tf
+retrieval, encoder = sys.argv[1:3]
+out = {"retrieval": sorted(tf.saved_model.load(retrieval).signatures)}
+assert "tensorflow_text" not in sys.modules and "tfrec_llm" not in sys.modules
+try:
+    tf.saved_model.load(encoder)
+    out["encoder_without_tf_text"] = "loaded"
+except Exception as exc:
+    out["encoder_without_tf_text"] = f"{type(exc).__name__}: {exc}"
+import tensorflow_text  # noqa: F401
+loaded = tf.saved_model.load(encoder)
+embedding = loaded.signatures["serving_default"](text=tf.constant(["a space movie"]))["embedding"]
+out["encoder_with_tf_text"] = list(embedding.shape)
+print("@@" + json.dumps(out))
+"""
+
+
+def test_readme_sentence_on_plain_loading_holds_in_a_fresh_process(export):
+    readme = (TESTS.parent / "README.md").read_text(encoding="utf-8")
+    assert README_LOAD_SENTENCE in readme
+    result = subprocess.run(
+        [sys.executable, "-c", _PLAIN_LOAD, export["result"].retrieval, export["result"].item_encoder],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    lines = [line for line in result.stdout.splitlines() if line.startswith("@@")]
+    assert result.returncode == 0 and lines, result.stderr[-3000:]
+    out = json.loads(lines[0][2:])
+    assert out["retrieval"] == ["serving_default"]
+    assert "Op type not registered 'CaseFoldUTF8'" in out["encoder_without_tf_text"]
+    assert out["encoder_with_tf_text"][0] == 1
 
 
 # ------------------------------------------------------------- saved_model_cli, fresh process

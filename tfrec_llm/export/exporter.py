@@ -1,8 +1,11 @@
 """Exports a trained experiment for TF Serving: retrieval + item_encoder + models.config.
 
-Each version folder is checked before it is published (every op must exist in the stock
-``tensorflow_model_server``) and carries ``assets.extra/tf_serving_warmup_requests`` built from
+Each version folder is checked before it is published (every op must exist in the
+``tensorflow/serving`` release of ``export.tf_serving_version``) and carries ``assets.extra/tf_serving_warmup_requests`` built from
 real requests, so the server's first real request does not pay for graph initialisation.
+``export_all`` also writes ``serving.env`` (``TF_SERVING_TAG=<export.tf_serving_version>``), the
+``--env-file`` of ``serving/docker-compose.yml``, so the image that runs the export is the release
+it was checked against.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tfrec_llm.atomic_io import write_text
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.export.models_config import write_models_config
@@ -39,9 +43,24 @@ class ExportResult:
     models_config: str
 
 
-def _publish_check(model_name: str, requests: list[dict[str, np.ndarray]]):  # type: ignore[no-untyped-def]
+SERVING_ENV = "serving.env"
+"""File of ``export_all`` with ``TF_SERVING_TAG``, for ``docker compose --env-file``."""
+
+
+def write_serving_env(export_dir: str, tf_serving_version: str) -> str:
+    """Writes ``<export_dir>/serving.env``: the image tag of ``serving/docker-compose.yml``."""
+    path = os.path.join(export_dir, SERVING_ENV)
+    write_text(
+        path,
+        "# docker compose --env-file <this file> -f serving/docker-compose.yml up\n"
+        f"# written by tfrec-llm export from export.tf_serving_version\nTF_SERVING_TAG={tf_serving_version}\n",
+    )
+    return path
+
+
+def _publish_check(model_name: str, requests: list[dict[str, np.ndarray]], tf_serving_version: str):  # type: ignore[no-untyped-def]
     def check(tmp_dir: str) -> None:
-        check_servable(tmp_dir)
+        check_servable(tmp_dir, tf_serving_version=tf_serving_version)
         write_warmup_requests(tmp_dir, model_name, requests)
 
     return check
@@ -56,7 +75,9 @@ def export_retrieval(
     version: int | None = None,
 ) -> str:
     """Publishes the retrieval SavedModel; returns its version folder."""
-    module = RetrievalModule(model, catalog, histories, cfg.export.default_k, cfg.export.max_k)
+    module = RetrievalModule(
+        model, catalog, histories, cfg.export.default_k, cfg.export.max_k, cfg.export.evidence_items
+    )
     users = np.asarray(catalog.user_ids[:4], dtype=object).astype(bytes)
     warmup = [
         {"user_id": users},
@@ -68,7 +89,7 @@ def export_retrieval(
         export_dir,
         RETRIEVAL,
         version,
-        _publish_check(RETRIEVAL, warmup),
+        _publish_check(RETRIEVAL, warmup, cfg.export.tf_serving_version),
     )
 
 
@@ -97,7 +118,7 @@ def export_item_encoder(
         export_dir,
         ITEM_ENCODER,
         version,
-        _publish_check(ITEM_ENCODER, warmup),
+        _publish_check(ITEM_ENCODER, warmup, cfg.export.tf_serving_version),
     )
 
 
@@ -130,4 +151,5 @@ def export_all(
         encoder = export_item_encoder(cfg, path, sample_texts, export_dir, version, text_encoder)
     names = [RETRIEVAL] + ([ITEM_ENCODER] if encoder else [])
     config = write_models_config(export_dir, names)
+    write_serving_env(export_dir, cfg.export.tf_serving_version)
     return ExportResult(retrieval, encoder, config)

@@ -134,3 +134,16 @@ def test_config_check_rejects_a_non_tag():
     validate(ExperimentConfig())
     with pytest.raises(ConfigError, match="export.tf_serving_version"):
         validate(replace(ExperimentConfig(), export__tf_serving_version="latest"))
+
+
+def test_check_servable_command_uses_the_target_release(jxl_model, capsys):
+    from tfrec_llm.cli.main import build_parser
+    from tfrec_llm.cli.serving_commands import check_servable_command
+
+    parser = build_parser()
+    assert check_servable_command(parser.parse_args(["check-servable", jxl_model])) == 1  # default 2.20.0
+    assert "DecodeJxl" in capsys.readouterr().err
+    for version in ("2.21.0", "installed"):
+        args = parser.parse_args(["check-servable", jxl_model, "--tf-serving-version", version])
+        assert check_servable_command(args) == 0
+    assert "(the TensorFlow installed here)" in capsys.readouterr().out

@@ -155,6 +155,13 @@ def add_subcommands(subparsers: Any) -> None:
         formatter_class=fmt,
     )
     p.add_argument("version_dirs", nargs="+", metavar="VERSION_DIR", help="SavedModel version folder(s)")
+    p.add_argument(
+        "--tf-serving-version",
+        default=None,
+        metavar="X.Y.Z",
+        help="tensorflow/serving release whose op list to check against (default: export.tf_serving_version's "
+        "default, 2.20.0); 'installed' = the TensorFlow of this process",
+    )
     options.add_verbosity(p)
     p.set_defaults(handler=check_servable_command)
 
@@ -294,25 +301,29 @@ def query_command(args: argparse.Namespace) -> int:
 
 def check_servable_command(args: argparse.Namespace) -> int:
     """``tfrec-llm check-servable``: exit code 1 when any folder has an unservable op."""
+    from tfrec_llm.config import ExportConfig
     from tfrec_llm.errors import ExportError
     from tfrec_llm.export.op_scan import check_servable, scan_saved_model
 
+    version = args.tf_serving_version or ExportConfig().tf_serving_version
+    target = None if version == "installed" else version
     failed = False
     for path in args.version_dirs:
         print(f"== {path}")
         try:
-            result = scan_saved_model(path)
+            result = scan_saved_model(path, tf_serving_version=target)
         except ExportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
             continue
         print(result.table())
         if result.ok:
-            print(f"OK: all {len(result.all_ops)} op types are servable by stock TF Serving")
+            server = f"tensorflow/serving:{target}" if target else "the TensorFlow installed here"
+            print(f"OK: all {len(result.all_ops)} op types are servable by stock TF Serving ({server})")
             continue
         failed = True
         try:
-            check_servable(path)
+            check_servable(path, tf_serving_version=target)
         except ExportError as exc:
             print(f"NOT SERVABLE: {exc}", file=sys.stderr)
     return 1 if failed else 0

@@ -196,6 +196,9 @@ class ExportConfig:
         export_dir: Base folder; models go to ``<export_dir>/<model_name>/<version>/``.
         default_k: Top-K returned when a request does not say.
         max_k: Upper cap on a requested K.
+        evidence_items: 0 (default) = off; e > 0 adds ``evidence_item_ids`` and
+            ``evidence_scores`` [batch, k, e] to the retrieval signature: per recommended item,
+            the e history items most similar to it (docs/explanations.md).
         tf_serving_version: The ``tensorflow/serving`` release that will serve the export: the
             image tag the export writes for ``serving/docker-compose.yml`` (``serving.env``)
             and the release whose op list the op scan checks against. Default: 2.20.0, the
@@ -205,6 +208,7 @@ class ExportConfig:
     export_dir: str = "exports"
     default_k: int = 10
     max_k: int = 100
+    evidence_items: int = 0
     tf_serving_version: str = "2.20.0"
 
 

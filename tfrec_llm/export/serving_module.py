@@ -22,6 +22,13 @@ Signature ``serving_default`` of the retrieval module:
              scores            float32 [batch, k]
              used_fallback     bool [batch]       true where the user was unknown and had no
                                                   history: the answer is the popularity ranking
+             evidence_item_ids string [batch, k, e]  only with ``evidence_items`` = e > 0
+             evidence_scores   float32 [batch, k, e] (``export.evidence_items``): per recommended
+                                                  item, the e distinct history items (of the
+                                                  window the query read) most cosine-similar to
+                                                  it by candidate embedding, best first (ties:
+                                                  the more recent); "" and 0.0 fill the slots
+                                                  when the history holds fewer than e items
 Optional inputs are Python default arguments of the tf.function; TensorFlow records them in
 ``SignatureDef.defaults``, which TF Serving (and our local server) fill in when a request omits
 them. Python callers of ``loaded.signatures[...]`` pass every input.
@@ -35,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec_llm.data.catalog import Catalog
+from tfrec_llm.errors import ConfigError
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.text.encoder import TextEncoder
 
@@ -60,6 +68,11 @@ class RetrievalModule(tf.Module):
             (their recent items feed the query tower, and all of them are excluded).
         default_k: K when a request does not send ``k``.
         max_k: Cap on ``k``.
+        evidence_items: e > 0 adds the ``evidence_item_ids`` / ``evidence_scores`` outputs
+            (capped at ``history_length``); 0 (default) leaves the signature without them.
+
+    Raises:
+        ConfigError: If ``evidence_items`` is negative.
     """
 
     def __init__(
@@ -69,8 +82,14 @@ class RetrievalModule(tf.Module):
         histories: Mapping[str, Sequence[str]],
         default_k: int = 10,
         max_k: int = 100,
+        evidence_items: int = 0,
     ) -> None:
         super().__init__(name="retrieval")
+        if evidence_items < 0:
+            raise ConfigError(
+                f"export.evidence_items={evidence_items}; expected 0 (off) or a positive count."
+            )
+        self.evidence_items = min(int(evidence_items), model.history_length)
         self.query_tower = model.query_tower
         self.history_length = model.history_length
         self.num_users = catalog.num_users
@@ -179,11 +198,36 @@ class RetrievalModule(tf.Module):
         # answer has min(k, max_k) columns, which the response shape tells the client
         tf.debugging.assert_positive(k, message=_K_MESSAGE)
         top = tf.math.top_k(scores, k=tf.minimum(k, self.max_k))
-        return {
+        out = {
             "item_ids": tf.gather(self.item_ids, top.indices),
             "scores": top.values,
             "used_fallback": fallback,
         }
+        if self.evidence_items:
+            out["evidence_item_ids"], out["evidence_scores"] = self._evidence(history, top.indices)
+        return out
+
+    def _evidence(self, history: tf.Tensor, recommended: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """[batch, k, e] ids and cosines of the history items most similar to each recommendation.
+
+        ``history`` [batch, L] is the window the query read (-1 = padding); an item present twice
+        counts once (its most recent position), as in `tfrec_llm.models.evidence`.
+        """
+        recent_first = tf.reverse(history, axis=[1])  # top_k breaks ties by the lower position
+        length = self.history_length
+        earlier = tf.constant(np.tril(np.ones((length, length), bool), k=-1))  # [i, j]: j < i
+        same = tf.equal(recent_first[:, :, tf.newaxis], recent_first[:, tf.newaxis, :])
+        repeated = tf.reduce_any(tf.logical_and(same, earlier[tf.newaxis]), axis=2)
+        usable = tf.logical_and(recent_first >= 0, tf.logical_not(repeated))  # [batch, L]
+        past = tf.math.l2_normalize(tf.gather(self.candidates, tf.maximum(recent_first, 0)), axis=-1)
+        chosen = tf.math.l2_normalize(tf.gather(self.candidates, recommended), axis=-1)
+        cosine = tf.matmul(chosen, past, transpose_b=True)  # [batch, k, L]
+        cosine = tf.where(usable[:, tf.newaxis, :], cosine, tf.fill(tf.shape(cosine), -np.inf))
+        best = tf.math.top_k(cosine, k=self.evidence_items)
+        found = tf.math.is_finite(best.values)
+        items = tf.gather(recent_first, best.indices, batch_dims=1)
+        ids = tf.where(found, tf.gather(self.item_ids, tf.maximum(items, 0)), tf.fill(tf.shape(items), ""))
+        return ids, tf.where(found, best.values, tf.zeros_like(best.values))
 
 
 class ItemEncoderModule(tf.Module):

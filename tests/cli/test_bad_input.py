@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tfrec_llm.cli.main import main
-from tfrec_llm.experiments import Experiment
+from tfrec_llm.experiments import runs
 
 HEADER = "user_id,item_id,timestamp\n"
 
@@ -90,6 +90,7 @@ def test_recommend_k_below_one_is_refused_before_any_work(tiny_csv_config, capsy
 
 def test_recommend_says_when_k_is_capped(tiny_csv_config, capsys, caplog):
     config, _ = tiny_csv_config
+    assert main(["train", "--config", config, "--variant", "id", "--quiet", "--set", "train.epochs=1"]) == 0
     argv = ["recommend", "--config", config, "--variant", "id", "--user", "1", "--quiet", "--k", "100000"]
     argv += ["--set", "train.epochs=1"]
     assert main(argv) == 0
@@ -104,10 +105,13 @@ def test_recommend_says_when_k_is_capped(tiny_csv_config, capsys, caplog):
 
 def test_ctrl_c_while_a_model_loads_is_one_line_and_exit_130(tiny_csv_config, capsys, monkeypatch):
     config, _ = tiny_csv_config
+    argv = ["--config", config, "--variant", "id", "--quiet", "--set", "train.epochs=1"]
+    assert main(["train", *argv]) == 0
+    capsys.readouterr()
 
-    def interrupted(self, *args, **kwargs):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Experiment, "train", interrupted)
-    line = _fails(["recommend", "--config", config, "--variant", "id", "--user", "1"], capsys, code=130)
+    monkeypatch.setattr(runs, "_load_finished", interrupted)  # recommend only loads (never trains)
+    line = _fails(["recommend", *argv, "--user", "1"], capsys, code=130)
     assert line == "tfrec-llm recommend: interrupted"

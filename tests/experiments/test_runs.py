@@ -8,10 +8,19 @@ import re
 import shutil
 
 import pytest
+import tf_keras as keras
 
 from tfrec_llm.config import ExperimentConfig, load_config, replace
 from tfrec_llm.experiments.prepare import prepare
-from tfrec_llm.experiments.runs import StaleRunError, load_or_train, move_aside, run_dir
+from tfrec_llm.experiments.runs import (
+    MissingRunError,
+    StaleRunError,
+    load_or_train,
+    move_aside,
+    require_trained,
+    run_dir,
+    run_status,
+)
 
 _TINY = dict(
     model__embedding_dim=8, model__history_length=4, train__batch_size=32, train__epochs=1, train__patience=1
@@ -161,3 +170,61 @@ def test_if_stale_must_be_known(trained):
     cfg, prepared, _, _ = trained
     with pytest.raises(ValueError, match=r"if_stale='ignore'; expected one of \('error', 'retrain'\)"):
         load_or_train(cfg, prepared, "id", if_stale="ignore")
+
+
+def test_if_missing_error_creates_nothing_and_names_the_command(tiny_dataset, tmp_path):
+    cfg = replace(ExperimentConfig(), train__model_dir=str(tmp_path / "runs"), **_TINY)
+    prepared = prepare(cfg, "loo", with_text=False, dataset=tiny_dataset)
+    with pytest.raises(MissingRunError) as err:
+        load_or_train(cfg, prepared, "id", if_missing="error", verbose=0)
+    assert str(err.value) == (
+        f"no trained model in {run_dir(cfg, 'loo', 'id')}: this command does not train, so train it "
+        "first with 'tfrec-llm train --variant id --protocol loo' (same --config, --set and --model-dir)."
+    )
+    assert os.listdir(tmp_path) == []  # no run folder, nothing trained
+    with pytest.raises(ValueError, match=r"if_missing='ignore'; expected one of \('train', 'error'\)"):
+        load_or_train(cfg, prepared, "id", if_missing="ignore")
+
+
+def test_if_missing_error_reads_a_finished_run_and_require_trained_names_the_others(trained):
+    cfg, prepared, first, directory = trained
+    stamp, files = _mtime(directory), sorted(os.listdir(directory))
+    _, again = load_or_train(cfg, prepared, "id", if_missing="error", verbose=0)
+    assert again == first and _mtime(directory) == stamp and sorted(os.listdir(directory)) == files
+    require_trained(cfg, [("loo", "id")], "evaluate")  # finished: nothing to say
+    with pytest.raises(MissingRunError) as err:
+        require_trained(cfg, [("loo", "id"), ("loo", "mean"), ("cold-users", "id")], "evaluate")
+    message = str(err.value)
+    mean, cold = run_dir(cfg, "loo", "mean"), run_dir(cfg, "cold-users", "id")
+    assert message.startswith(f"no trained model in {mean}, {cold}: evaluate does not train, so train them")
+    assert f"{directory}," not in message and f"{directory}:" not in message
+    assert "tfrec-llm run" not in message  # `run` does not train id
+    with pytest.raises(MissingRunError) as err:
+        require_trained(cfg, [("loo", "id"), ("loo", "mean"), ("cold-users", "bert")], "evaluate")
+    assert str(err.value).endswith(
+        "or use 'tfrec-llm run --protocol loo,cold-users', which trains, evaluates and exports."
+    )
+
+
+def test_a_killed_run_is_unfinished_until_it_is_resumed(tiny_dataset, tmp_path, monkeypatch):
+    cfg = replace(ExperimentConfig(), train__model_dir=str(tmp_path), **{**_TINY, "train__epochs": 2})
+    prepared = prepare(cfg, "loo", with_text=False, dataset=tiny_dataset)
+    directory = run_dir(cfg, "loo", "id")
+
+    def killed(self, epoch, logs=None):  # after the epoch's checkpoint (BackupAndRestore runs first)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.callbacks.TensorBoard, "on_epoch_end", killed)
+        with pytest.raises(KeyboardInterrupt):
+            load_or_train(cfg, prepared, "id", verbose=0)
+    assert run_status(directory) == "unfinished"
+    with pytest.raises(MissingRunError) as err:
+        load_or_train(cfg, prepared, "id", if_missing="error", verbose=0)
+    assert str(err.value).startswith(
+        f"an unfinished run (killed during training: backup/ but no model) in {directory}: this command "
+        "does not train, so resume it first with 'tfrec-llm train --variant id --protocol loo'"
+    )
+    assert not os.path.exists(os.path.join(directory, "model.weights.h5"))
+    _, info = load_or_train(cfg, prepared, "id", verbose=0)  # `train` finishes it from backup/
+    assert run_status(directory) == "finished" and info["epochs_run"] == 2

@@ -1,7 +1,11 @@
 """``tfrec-llm train | evaluate | export | recommend | run``: thin wrappers over ``experiments``.
 
 Each handler reads the config, calls the experiment layer and prints; TensorFlow is imported
-only when a command runs, so ``tfrec-llm --help`` stays fast.
+only when a command runs, so ``tfrec-llm --help`` stays fast. ``train`` and ``run`` train what
+is missing; ``evaluate``, ``export`` and ``recommend`` only read trained models
+(``train_missing=False``): a model that is not trained, or whose training was killed, stops
+them before any data is read, with a message naming its run folder and the ``tfrec-llm train``
+command that makes it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ from tfrec_llm.config.choices import REPORT_VARIANTS, variant_uses_text
 logger = logging.getLogger("tfrec_llm")
 
 __all__ = ["add_subcommands", "print_recommendations"]
+
+READ_ONLY = (
+    "Never trains: a model not trained yet (or whose training was killed) under "
+    "<model_dir>/<protocol>/<variant> is an error that names the 'tfrec-llm train' command "
+    "making it ('tfrec-llm run' trains, evaluates and exports)."
+)
 
 
 def add_subcommands(subparsers: Any) -> None:
@@ -44,9 +54,9 @@ def add_subcommands(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="evaluate baselines and model variants under the protocols of docs/evaluation.md",
-        description="Score Random, MostPop and the model variants on TEST (and VALID) with the "
-        "full-ranking evaluator; trains missing models first. Prints a table; --json writes "
-        'records {"model", "protocol", "split", "metric", "k", "value", ...}.',
+        description="Score Random, MostPop and the trained model variants on TEST (and VALID) with "
+        "the full-ranking evaluator. Prints a table; --json writes records "
+        '{"model", "protocol", "split", "metric", "k", "value", ...}. ' + READ_ONLY,
     )
     options.add_common(p)
     p.add_argument(
@@ -69,7 +79,8 @@ def add_subcommands(subparsers: Any) -> None:
         "export",
         help="export retrieval + item_encoder SavedModels for TF Serving",
         description="Write DIR/retrieval/<version>/, DIR/item_encoder/<version>/ and DIR/models.config "
-        "(atomically: written aside, checked for TF Serving ops, then renamed).",
+        "(atomically: written aside, checked for TF Serving ops, then renamed) from the trained loo "
+        "model of --variant. " + READ_ONLY,
     )
     options.add_common(p)
     p.add_argument("--export-dir", default=None, help="base export folder (default: export.export_dir)")
@@ -81,7 +92,7 @@ def add_subcommands(subparsers: Any) -> None:
         "recommend",
         help="print top-K recommendations for users, in process",
         description="Recommend with the trained model in process (the same graph that is exported). "
-        "An unknown user id falls back to the popularity ranking, with a warning.",
+        "An unknown user id falls back to the popularity ranking, with a warning. " + READ_ONLY,
     )
     options.add_common(p)
     p.add_argument("--user", action="append", required=True, help="user id (repeatable)")
@@ -161,7 +172,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from tfrec_llm.atomic_io import write_text
 
     exp = _experiment(args)
-    result = exp.evaluate(args.protocol, args.variants)
+    result = exp.evaluate(args.protocol, args.variants, train_missing=False)
     print(result.table)
     _write_records(result.records, args.json)
     if args.markdown:
@@ -179,7 +190,7 @@ def _print_export(result: Any) -> None:
 def export(args: argparse.Namespace) -> int:
     """``tfrec-llm export``."""
     exp = _experiment(args)
-    _print_export(exp.export(args.variant, args.export_dir, args.version))
+    _print_export(exp.export(args.variant, args.export_dir, args.version, train_missing=False))
     return 0
 
 
@@ -197,13 +208,13 @@ def recommend(args: argparse.Namespace) -> int:
     """``tfrec-llm recommend``: in-process top-K with the exported graph's code."""
     exp = _experiment(args)
     users = [str(u) for u in args.user]
-    answers = exp.recommend(users, args.k, args.variant)
+    answers = exp.recommend(users, args.k, args.variant, train_missing=False)
     titles = exp.prepare("loo", with_text=variant_uses_text(args.variant)).titles
     text_spec = getattr(args, "explain_text", None)
     if not (getattr(args, "explain", False) or text_spec):
         print_recommendations(users, answers, titles)
         return 0
-    explainer = exp.explainer(args.variant)
+    explainer = exp.explainer(args.variant, train_missing=False)
     generator = None
     if text_spec:
         from tfrec_llm.content.faithfulness import FaithfulnessChecker

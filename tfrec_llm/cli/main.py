@@ -3,7 +3,8 @@
 Every command reads one YAML config (``--config``, default: the built-in MovieLens-100K +
 MiniLM settings, the same as ``pipelines/movielens_100k.yaml``) and accepts ``--set
 section.field=value`` overrides. Models are kept under ``<train.model_dir>/<protocol>/<variant>``;
-a command that needs a model trains it if it is not there yet, and resumes an interrupted run.
+train, run and tune train a model that is not there yet (and resume an interrupted run), while
+evaluate, export and recommend only read trained models and never train or delete one.
 """
 
 from __future__ import annotations

@@ -8,11 +8,19 @@ from tfrec_llm.experiments.experiment import Evaluation, Experiment, Recommendat
 from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
 from tfrec_llm.experiments.publish import export_variant
 from tfrec_llm.experiments.reports import evaluate_protocols, test_table, timed_records
-from tfrec_llm.experiments.runs import StaleRunError, load_or_train, run_dir, variant_config
+from tfrec_llm.experiments.runs import (
+    MissingRunError,
+    StaleRunError,
+    load_or_train,
+    require_trained,
+    run_dir,
+    variant_config,
+)
 
 __all__ = [
     "Evaluation",
     "Experiment",
+    "MissingRunError",
     "Prepared",
     "Recommendations",
     "StaleRunError",
@@ -22,6 +30,7 @@ __all__ = [
     "load_dataset",
     "load_or_train",
     "prepare",
+    "require_trained",
     "run_dir",
     "test_table",
     "timed_records",

@@ -31,7 +31,7 @@ from tfrec_llm.experiments.explain import Explainer
 from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
 from tfrec_llm.experiments.publish import export_variant
 from tfrec_llm.experiments.reports import evaluate_protocols, test_table
-from tfrec_llm.experiments.runs import load_or_train
+from tfrec_llm.experiments.runs import load_or_train, require_trained
 from tfrec_llm.export.exporter import ExportResult
 from tfrec_llm.export.serving_module import RetrievalModule
 from tfrec_llm.models.retrieval import TwoTowerModel
@@ -62,7 +62,10 @@ class Experiment:
 
     Every step reuses what an earlier step (or an earlier process with the same config and
     data) produced: the split and text embeddings per protocol, and the finished runs under
-    ``train.model_dir`` (see ``experiments.runs``).
+    ``train.model_dir`` (see ``experiments.runs``). The steps that use a model train it when it
+    is missing, unless called with ``train_missing=False`` (as ``tfrec-llm evaluate``,
+    ``export`` and ``recommend`` do): then a missing or unfinished run is a `MissingRunError`,
+    raised before any data is read.
 
     Args:
         config: The experiment config (``tfrec_llm.load_config``).
@@ -103,24 +106,52 @@ class Experiment:
         prepared = self.prepare(protocol, with_text=variant_uses_text(variant))
         return load_or_train(self.config, prepared, variant, retrain=retrain, verbose=self.verbose)
 
+    def _model(self, variant: str, protocol: str, train_missing: bool) -> TwoTowerModel:
+        """The finished model of ``variant`` under ``protocol``; trained first if ``train_missing``."""
+        prepared = self.prepare(protocol, with_text=variant_uses_text(variant))
+        if_missing = "train" if train_missing else "error"
+        model, _ = load_or_train(self.config, prepared, variant, if_missing=if_missing, verbose=self.verbose)
+        return model
+
     def evaluate(
-        self, protocols: Sequence[str] | None = None, variants: Sequence[str] = REPORT_VARIANTS
+        self,
+        protocols: Sequence[str] | None = None,
+        variants: Sequence[str] = REPORT_VARIANTS,
+        train_missing: bool = True,
     ) -> Evaluation:
-        """Baselines and ``variants`` under ``protocols`` (default ``eval.protocol``), on VALID and TEST."""
+        """Baselines and ``variants`` under ``protocols`` (default ``eval.protocol``), on VALID and TEST.
+
+        Raises:
+            MissingRunError: With ``train_missing=False``, naming every model not trained yet.
+        """
         protocols = list(protocols or [self.config.eval.protocol])
-        records, prepared = evaluate_protocols(self.config, protocols, variants, self.verbose)
+        if_missing = "train" if train_missing else "error"
+        records, prepared = evaluate_protocols(self.config, protocols, variants, self.verbose, if_missing)
         for protocol, value in prepared.items():
             self._prepared.setdefault((protocol, any(map(variant_uses_text, variants))), value)
         return Evaluation(records, test_table(records))
 
     def export(
-        self, variant: str = "bert", export_dir: str | None = None, version: int | None = None
+        self,
+        variant: str = "bert",
+        export_dir: str | None = None,
+        version: int | None = None,
+        train_missing: bool = True,
     ) -> ExportResult:
-        """Exports the ``loo`` model of ``variant`` for TF Serving (see ``experiments.publish``)."""
-        prepared = self.prepare("loo", with_text=variant_uses_text(variant))
-        return export_variant(self.config, prepared, variant, export_dir, version, self.verbose)
+        """Exports the ``loo`` model of ``variant`` for TF Serving (see ``experiments.publish``).
 
-    def recommend(self, users: Sequence[str], k: int = 10, variant: str = "bert") -> Recommendations:
+        Raises:
+            MissingRunError: With ``train_missing=False``, if that model is not trained yet.
+        """
+        if not train_missing:
+            require_trained(self.config, [("loo", variant)], "export")
+        prepared = self.prepare("loo", with_text=variant_uses_text(variant))
+        if_missing = "train" if train_missing else "error"
+        return export_variant(self.config, prepared, variant, export_dir, version, self.verbose, if_missing)
+
+    def recommend(
+        self, users: Sequence[str], k: int = 10, variant: str = "bert", train_missing: bool = True
+    ) -> Recommendations:
         """Top-``k`` items for ``users``, in process, with the graph that is exported.
 
         An unknown user id gets the most popular unseen items (with a warning), as the served
@@ -129,11 +160,15 @@ class Experiment:
 
         Raises:
             ConfigError: If ``k < 1`` (before any data is read).
+            MissingRunError: With ``train_missing=False``, if the model is not trained yet
+                (before any data is read).
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigError(f"k={k!r}; expected an integer >= 1 (how many items to recommend per user).")
+        if not train_missing:
+            require_trained(self.config, [("loo", variant)], "recommend")
         prepared = self.prepare("loo", with_text=variant_uses_text(variant))
-        model, _ = self.train(variant, "loo")
+        model = self._model(variant, "loo", train_missing)
         histories = known_histories(prepared)
         export = self.config.export
         module = RetrievalModule(model, prepared.catalog, histories, export.default_k, export.max_k)
@@ -161,10 +196,12 @@ class Experiment:
             for row_ids, row_scores in zip(ids, scores)
         ]
 
-    def explainer(self, variant: str = "bert", top: int = 3) -> Explainer:
+    def explainer(self, variant: str = "bert", top: int = 3, train_missing: bool = True) -> Explainer:
         """An `Explainer` of the ``loo`` model of ``variant`` over the histories it serves with."""
+        if not train_missing:
+            require_trained(self.config, [("loo", variant)], "recommend --explain")
         prepared = self.prepare("loo", with_text=variant_uses_text(variant))
-        model, _ = self.train(variant, "loo")
+        model = self._model(variant, "loo", train_missing)
         return Explainer(model, prepared, known_histories(prepared), top)
 
     def explain(self, user: str, item: str, variant: str = "bert", top: int = 3) -> Explanation:

@@ -22,12 +22,13 @@ def export_variant(
     export_dir: str | None = None,
     version: int | None = None,
     verbose: int = 1,
+    if_missing: str = "train",
 ) -> ExportResult:
     """Exports ``retrieval`` (and ``item_encoder`` for text variants) plus ``models.config``.
 
     The model is the finished run of ``variant`` under ``prepared``'s protocol (trained first
-    if there is none). Every interaction known per user travels inside the SavedModel, so a
-    known user is never recommended an item they already had.
+    if there is none, unless ``if_missing="error"``). Every interaction known per user travels
+    inside the SavedModel, so a known user is never recommended an item they already had.
 
     Args:
         cfg: Experiment config.
@@ -36,11 +37,13 @@ def export_variant(
         export_dir: Base folder; default ``export.export_dir``.
         version: Version number of both models; default: the next free one.
         verbose: Keras progress bar while training, if training is needed.
+        if_missing: No finished run: ``train`` one, or ``error`` (`MissingRunError`; see
+            ``experiments.runs.load_or_train``).
 
     Returns:
         The published folders.
     """
-    model, _ = load_or_train(cfg, prepared, variant, verbose=verbose)
+    model, _ = load_or_train(cfg, prepared, variant, if_missing=if_missing, verbose=verbose)
     uses_text = variant_uses_text(variant)
     return export_all(
         cfg,

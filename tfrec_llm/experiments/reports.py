@@ -22,7 +22,7 @@ from tfrec_llm.evaluation.baselines import MostPopScorer, RandomScorer
 from tfrec_llm.evaluation.protocols import TASK_NAMES, Scorer, evaluate_all
 from tfrec_llm.evaluation.report import records_to_table
 from tfrec_llm.experiments.prepare import Prepared, load_dataset, prepare
-from tfrec_llm.experiments.runs import load_or_train
+from tfrec_llm.experiments.runs import load_or_train, require_trained
 from tfrec_llm.models.scorer import TwoTowerScorer
 
 
@@ -72,13 +72,27 @@ def timed_records(
 
 
 def evaluate_protocols(
-    cfg: ExperimentConfig, protocols: Sequence[str], variants: Sequence[str], verbose: int = 1
+    cfg: ExperimentConfig,
+    protocols: Sequence[str],
+    variants: Sequence[str],
+    verbose: int = 1,
+    if_missing: str = "train",
 ) -> tuple[list[dict[str, Any]], dict[str, Prepared]]:
     """Baselines and model variants (trained first where needed) under each protocol.
+
+    Args:
+        cfg: Experiment config.
+        protocols: Protocols to evaluate under.
+        variants: Model variants, beside the baselines of ``eval.baselines``.
+        verbose: Keras progress bars while training.
+        if_missing: A model not trained yet: ``train`` it, or ``error`` (`MissingRunError`,
+            checked before any data is read; see ``experiments.runs.load_or_train``).
 
     Returns:
         (records, the prepared data per protocol).
     """
+    if if_missing == "error":
+        require_trained(cfg, [(p, v) for p in protocols for v in variants], "evaluate")
     dataset = load_dataset(cfg.data)
     records: list[dict[str, Any]] = []
     prepared_by_protocol: dict[str, Prepared] = {}
@@ -88,7 +102,7 @@ def evaluate_protocols(
         scorers = baseline_scorers(cfg, prepared.split)
         fit_seconds: dict[str, float] = {}
         for variant in variants:
-            model, info = load_or_train(cfg, prepared, variant, verbose=verbose)
+            model, info = load_or_train(cfg, prepared, variant, if_missing=if_missing, verbose=verbose)
             name = VARIANT_NAMES[variant]
             scorers.append(TwoTowerScorer(model, prepared.catalog, name=name))
             fit_seconds[name] = float(info["train_seconds"])

@@ -11,7 +11,10 @@ Layout of a run folder (default ``<train.model_dir>/<protocol>/<variant>``)::
     backup/ logs/ ...     the trainer's checkpoints and TensorBoard logs (``training.trainer``)
 
 A folder with ``model.weights.h5`` and ``result.json`` is finished and is reused; a folder
-without them (nothing yet, or a killed run) trains, resuming from ``backup/``. A folder trained
+without them (nothing yet, or a killed run) trains, resuming from ``backup/``, unless the caller
+only reads models (``if_missing="error"``: ``tfrec-llm evaluate``, ``export``, ``recommend``):
+then `MissingRunError` names the folders and the ``tfrec-llm train`` commands that make them
+(`require_trained` checks before any data is read). A folder trained
 with other settings or other data is never reused and never deleted silently: `load_or_train`
 raises `StaleRunError`, which names the differences (changed settings, changed input files: see
 ``experiments.fingerprint``) and the two ways out (``train --retrain``, which moves the old run
@@ -32,13 +35,14 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import tf_keras as keras
 
 from tfrec_llm.atomic_io import atomic_path, write_json
 from tfrec_llm.config import DataConfig, ExperimentConfig, dump_config, replace
-from tfrec_llm.config.choices import VARIANT_NAMES, VARIANTS
+from tfrec_llm.config.choices import PROTOCOLS, REPORT_VARIANTS, VARIANT_NAMES, VARIANTS
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.evaluation.protocols import evaluate
 from tfrec_llm.experiments.builders import build_two_tower
@@ -66,26 +70,89 @@ WAYS_OUT = (
 )
 
 __all__ = [
+    "MissingRunError",
     "StaleRunError",
     "build_model",
     "data_fingerprint",
     "load_or_train",
     "move_aside",
+    "require_trained",
     "run_dir",
+    "run_status",
     "training_fingerprint",
     "variant_config",
 ]
 
 _IF_STALE = ("error", "retrain")
+_IF_MISSING = ("train", "error")
 
 
 class StaleRunError(ConfigError):
     """A run folder holds a model trained with other settings or other data."""
 
 
+class MissingRunError(ConfigError):
+    """A command that only reads models needs one that is not trained (or not finished) yet."""
+
+
 def run_dir(cfg: ExperimentConfig, protocol: str, variant: str) -> str:
     """The folder of one model: ``<train.model_dir>/<protocol>/<variant>``."""
     return os.path.join(cfg.train.model_dir, protocol, variant)
+
+
+def run_status(directory: str) -> str:
+    """``finished`` (weights and result), ``unfinished`` (a checkpoint in ``backup/``) or ``missing``."""
+    if all(os.path.exists(os.path.join(directory, name)) for name in (WEIGHTS, RESULT)):
+        return "finished"
+    backups = (os.path.join(directory, "backup"), os.path.join(directory, "refit", "backup"))
+    return "unfinished" if any(os.path.isdir(b) and os.listdir(b) for b in backups) else "missing"
+
+
+def _missing_error(runs: list[tuple[str, str, str, str]], reader: str) -> MissingRunError:
+    """The error naming runs ``(directory, protocol, variant, status)`` that are not finished."""
+    clauses, commands = [], []
+    for status, head, verb in (
+        ("missing", "no trained model in", "train"),
+        ("unfinished", "an unfinished run (killed during training: backup/ but no model) in", "resume"),
+    ):
+        chosen = [run for run in runs if run[3] == status]
+        if chosen:
+            clauses.append(f"{head} {', '.join(run[0] for run in chosen)}")
+            cmds = [f"'tfrec-llm train --variant {v} --protocol {p}'" for _, p, v, _ in chosen]
+            commands.append(f"{verb} {'it' if len(cmds) == 1 else 'them'} first with {', '.join(cmds)}")
+    protocols = sorted({run[1] for run in runs}, key=PROTOCOLS.index)
+    extra = "" if set(protocols) <= {"loo", "cold-items"} else " --protocol " + ",".join(protocols)
+    way_two = f", or use 'tfrec-llm run{extra}', which trains, evaluates and exports"
+    if not all(run[2] in REPORT_VARIANTS for run in runs):
+        way_two = ""  # `run` trains the REPORT_VARIANTS only
+    return MissingRunError(
+        f"{'; '.join(clauses)}: {reader} does not train, so {' and '.join(commands)} (same --config, "
+        f"--set and --model-dir){way_two}."
+    )
+
+
+def require_trained(
+    cfg: ExperimentConfig, needed: Iterable[tuple[str, str]], reader: str = "this command"
+) -> None:
+    """Raises `MissingRunError` unless every ``(protocol, variant)`` run of ``cfg`` is finished.
+
+    Only the run folders are looked at (no data is read), so a read-only command calls it
+    before any work. Whether a finished run fits the current settings and data is checked
+    later, by `load_or_train`.
+
+    Args:
+        cfg: Experiment config (``train.model_dir``).
+        needed: The (protocol, variant) pairs the command needs.
+        reader: The command, for the message (``evaluate``, ``export``, ...).
+
+    Raises:
+        MissingRunError: Naming every missing or unfinished run folder, with the ways out.
+    """
+    runs = [(run_dir(cfg, p, v), p, v) for p, v in dict.fromkeys(needed)]
+    absent = [(d, p, v, run_status(d)) for d, p, v in runs]
+    absent = [run for run in absent if run[3] != "finished"]
+    if absent:
+        raise _missing_error(absent, reader)
 
 
 def seed_everything(cfg: ExperimentConfig) -> None:
@@ -251,6 +318,7 @@ def load_or_train(
     *,
     retrain: bool = False,
     if_stale: str = "error",
+    if_missing: str = "train",
     verbose: int = 1,
 ) -> tuple[TwoTowerModel, dict[str, Any]]:
     """The finished model of ``variant``, trained first (seeded, resumable) if needed.
@@ -265,6 +333,9 @@ def load_or_train(
         if_stale: When the folder holds a run made with other settings or data: ``error``
             (raise `StaleRunError`, keep the folder) or ``retrain`` (delete and replace it,
             with a warning; only for folders a caller owns, such as a tuner's trials).
+        if_missing: When the folder holds no finished model (and not ``retrain``): ``train``
+            it (resuming a killed run) or ``error`` (raise `MissingRunError`, create nothing;
+            what the read-only commands do).
         verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
 
     Returns:
@@ -273,9 +344,12 @@ def load_or_train(
 
     Raises:
         StaleRunError: As described under ``if_stale``.
+        MissingRunError: As described under ``if_missing``.
     """
     if if_stale not in _IF_STALE:
         raise ConfigError(f"if_stale={if_stale!r}; expected one of {_IF_STALE}")
+    if if_missing not in _IF_MISSING:
+        raise ConfigError(f"if_missing={if_missing!r}; expected one of {_IF_MISSING}")
     directory = directory or run_dir(cfg, prepared.split.protocol, variant)
     fingerprint = training_fingerprint(variant_config(cfg, variant), prepared)
     replace_stale = False
@@ -293,6 +367,9 @@ def load_or_train(
     if not (retrain or replace_stale) and os.path.exists(weights) and os.path.exists(info_path):
         model = _load_finished(cfg, prepared, variant, directory)
         return model, _read_json(info_path)
+    if if_missing == "error" and not (retrain or replace_stale):
+        status = run_status(directory)
+        raise _missing_error([(directory, prepared.split.protocol, variant, status)], "this command")
     if retrain:
         moved = move_aside(directory)
         if moved:

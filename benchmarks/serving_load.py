@@ -154,8 +154,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server-workers",
         type=int,
-        default=8,
-        help="LocalModelServer max_workers: gRPC handler and model threads (default 8)",
+        default=32,
+        help="LocalModelServer max_workers: gRPC handler and model threads (default 32, so that "
+        "all 16 clients' requests reach the server at once and can be batched; with 8, half of them "
+        "wait in gRPC's queue and merged calls hold at most 8 users)",
     )
     parser.add_argument(
         "--batching",

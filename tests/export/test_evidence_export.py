@@ -163,4 +163,8 @@ def test_exports_load_in_a_fresh_process_with_the_outputs_only_when_on(
     known = set(histories["1"][-fixture.model.history_length :])
     assert {i for row in on["evidence_item_ids"]["value"][0] for i in row} <= known
     result = check_servable(paths[2])  # (export_retrieval already refuses an unclean export)
-    assert result.ok and result.unsupported == {} and {"ReverseV2", "BatchMatMulV2", "IsFinite"} <= set(result.all_ops)
+    assert (
+        result.ok
+        and result.unsupported == {}
+        and {"ReverseV2", "BatchMatMulV2", "IsFinite"} <= set(result.all_ops)
+    )

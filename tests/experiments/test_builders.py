@@ -68,7 +68,7 @@ def test_query_encoder_args_of_the_defaults_are_the_gru_encoder():
     assert query_encoder_args(attention) == {
         "history_encoder": {
             "name": "attention",
-            "max_length": 50,
+            "max_length": 100,  # = history_length
             "num_blocks": 2,
             "num_heads": 2,
             "width": 64,

@@ -33,7 +33,7 @@ def test_each_entry_becomes_a_hyperparameter_of_the_field_type():
     cfg = _cfg(
         S("model.embedding_dim", "choice", values=("32", "64", "128")),
         S("train.learning_rate", "float", min=0.0005, max=0.01, sampling="log"),
-        S("model.history_length", "int", min=10, max=50, step=10),
+        S("model.history_length", "int", min=10, max=100, step=10),
         S("model.logq_correction", "bool"),
         S("model.l2", "choice", values=("0.0", "1e-5")),
         S("train.optimizer", "choice", values=("adam", "adagrad")),
@@ -48,7 +48,7 @@ def test_each_entry_becomes_a_hyperparameter_of_the_field_type():
     assert (lr.min_value, lr.max_value, lr.sampling) == (0.0005, 0.01, "log")
     assert lr.default == 0.001  # base value, inside the range (not the min, KerasTuner's fallback)
     hist = by_name["model.history_length"]
-    assert (hist.min_value, hist.max_value, hist.step, hist.default) == (10, 50, 10, 50)
+    assert (hist.min_value, hist.max_value, hist.step, hist.default) == (10, 100, 10, 100)
     assert by_name["model.logq_correction"].default is True
     assert by_name["model.l2"].values == [0.0, 1e-5]
     assert by_name["train.optimizer"].values == ["adam", "adagrad"]

@@ -31,6 +31,7 @@ _VARIANTS: dict[str, dict[str, object]] = {
         "model.use_user_ids": False,
         "model.use_profile": False,
         "model.history_encoder": "attention",
+        "model.history_length": 50,  # windows of 51, as the reference SASRec recipe
         "model.objective": "next_item",
         "model.loss": "full_softmax",
     },
@@ -41,6 +42,7 @@ _VARIANTS: dict[str, dict[str, object]] = {
         "model.use_user_ids": True,
         "model.use_profile": True,
         "model.history_encoder": "mean",
+        "model.history_length": 50,
         "model.objective": "interaction",
         "model.loss": "in_batch",
         "model.temperature": 0.1,

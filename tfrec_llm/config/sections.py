@@ -120,7 +120,7 @@ class ModelConfig:
     use_categories: bool = True
     use_profile: bool = False
     use_history: bool = True
-    history_length: int = 50
+    history_length: int = 100
     text_projection_dim: int = 128
     temperature: float = 0.1
     logq_correction: bool = True
@@ -248,7 +248,7 @@ def _default_space() -> tuple[HyperParameterSpec, ...]:
         spec("model.temperature", "float", min=0.02, max=0.5, sampling="log"),
         spec("model.l2", "choice", values=("0.0", "1e-6", "1e-5", "1e-4")),
         spec("model.text_projection_dim", "choice", values=("64", "128", "256")),
-        spec("model.history_length", "choice", values=("10", "20", "50")),
+        spec("model.history_length", "choice", values=("20", "50", "100")),
         spec("model.id_dropout", "float", min=0.0, max=0.5, step=0.1),
         spec("model.encoder_dropout", "float", min=0.0, max=0.5, step=0.1),
         spec("model.encoder_width", "choice", values=("32", "64", "128")),

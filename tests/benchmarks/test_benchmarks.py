@@ -279,3 +279,31 @@ def test_the_scripts_are_under_500_lines_and_load_through_the_cli() -> None:
     for name in BENCHMARKS:
         module = load_benchmark(name, BENCHMARKS_DIR)
         assert callable(module.add_arguments) and callable(module.run) and callable(module.main)
+
+
+def test_seeds_quick_reports_each_seed_and_reuses_cached_models(tmp_path: Path, runs_dir: Path) -> None:
+    args = ("--seeds", "1,2", "--setting", "model.history_length=5", "--quiet")
+    _run_script("seeds.py", tmp_path, runs_dir, *args)
+    first = json.loads((tmp_path / "seeds.json").read_text(encoding="utf-8"))["runs"]
+    assert [(r["setting"], r["seed"], r["cached"]) for r in first] == [
+        ("model.history_length=5", 1, False),
+        ("model.history_length=5", 2, False),
+    ]
+    assert all(0.0 <= r[s][m] <= 1.0 for r in first for s in ("valid", "test") for m in ("ndcg", "hr"))
+    assert first[0]["model_dir"] != first[1]["model_dir"]  # one cached run per seed
+    row = next(
+        line for line in (tmp_path / "seeds.md").read_text().splitlines() if line.startswith("| model.")
+    )
+    test = [r["test"]["ndcg"] for r in first]
+    assert f"{test[0]:.4f} / {test[1]:.4f}" in row and f"{sum(test) / 2:.4f}" in row
+    again = _run_script("seeds.py", tmp_path, runs_dir, *args)  # nothing trains the second time
+    second = json.loads((tmp_path / "seeds.json").read_text(encoding="utf-8"))["runs"]
+    assert [r["cached"] for r in second] == [True, True] and "seed 2" in again.stdout
+    assert [r["test"] for r in second] == [r["test"] for r in first]
+
+
+def test_seed_summary_is_the_mean_and_its_standard_error(bench) -> None:
+    seeds = bench("seeds")
+    assert seeds.summarize([0.1]) == (0.1, 0.0)
+    mean, se = seeds.summarize([0.10, 0.12, 0.14])
+    assert mean == pytest.approx(0.12) and se == pytest.approx(0.02 / math.sqrt(3))

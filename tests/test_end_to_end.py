@@ -59,7 +59,8 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
     assert "user 1:" in printed and "user 2:" in printed and "Genres:" in printed  # gRPC answers, with titles
 
     exports = tmp_path / "exports"
-    assert sorted(os.listdir(exports)) == ["item_encoder", "models.config", "retrieval"]
+    assert sorted(os.listdir(exports)) == ["item_encoder", "models.config", "retrieval", "serving.env"]
+    assert "TF_SERVING_TAG=2.20.0" in (exports / "serving.env").read_text().splitlines()
     version = os.listdir(exports / "item_encoder")[0]
 
     # the item encoder in a fresh process equals the in-process MiniLM (mean pool + L2)

@@ -89,7 +89,7 @@ def test_speed_options_parse() -> None:
 def test_serving_load_options_parse() -> None:
     args = benchmark_parser("serving_load").parse_args(["--clients", "threads", "--concurrency", "2,8"])
     assert (args.benchmark, args.clients, args.concurrency) == ("serving_load", "threads", "2,8")
-    assert (args.k, args.batch_size, args.server_workers, args.seconds) == (10, 256, 8, None)
+    assert (args.k, args.batch_size, args.server_workers, args.seconds) == (10, 256, 32, None)
 
 
 def test_unknown_protocol_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:

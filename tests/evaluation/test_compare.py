@@ -195,12 +195,14 @@ def test_a_model_compared_with_itself_differs_by_zero(small_two_tower, tiny_data
         assert m.difference == 0.0
         assert m.ci[0] <= 0.0 <= m.ci[1]
         assert m.test.p_value == 1.0 and not m.significant
-    # Identical rankings: team-draft credits each click to a coin flip's team, so no side wins
-    # beyond chance, and the users without a click are ties.
+    # Identical rankings: team-draft credits each click to a coin flip's team, so the split of
+    # the clicks is a fair coin's (the trained fixture decides how many users click, so the
+    # bound is the 0.1% tail, not 5%: a 5% bound failed on one machine with 15 vs 5), and the
+    # users without a click are ties.
     inter = result.interleaving
     assert inter.wins_a + inter.wins_b + inter.ties == fixture.split.test.user_ids.size
-    assert inter.ties == inter.no_click
-    assert inter.test.p_value > 0.05
+    assert inter.ties == inter.no_click and inter.wins_a + inter.wins_b > 0
+    assert inter.test.p_value > 0.001
     assert "B - A +0.0000" in result.to_markdown()
     png = result.plot(str(tmp_path / "diff.png"))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

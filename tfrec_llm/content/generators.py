@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import logging
@@ -101,7 +102,7 @@ def build_prompt(explanation: Explanation) -> str:
     return "\n".join(lines) + "\n"
 
 
-class GroundedGenerator:
+class GroundedGenerator(abc.ABC):
     """Base of the model and service generators: own text if faithful, else the template.
 
     Subclasses implement `raw`. Args:
@@ -118,9 +119,9 @@ class GroundedGenerator:
         self.checker = checker or FaithfulnessChecker()
         self.fallback = fallback or TemplateGenerator()
 
+    @abc.abstractmethod
     def raw(self, explanation: Explanation) -> str:
         """The generator's own text for ``explanation`` (may raise; may be unfaithful)."""
-        raise NotImplementedError
 
     def generate(self, explanation: Explanation) -> GeneratedText:
         """The generator's text when it is non-empty and faithful, else the template's."""

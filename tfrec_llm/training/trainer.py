@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_llm.config import ExperimentConfig, TrainConfig
@@ -86,6 +87,7 @@ def train_two_tower(
     epochs: int | None = None,
     verbose: int = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    dataset: tf.data.Dataset | None = None,
 ) -> TrainResult:
     """Trains the two-tower model of ``cfg`` on ``split`` and returns the best VALID weights.
 
@@ -105,6 +107,9 @@ def train_two_tower(
         callbacks: More Keras callbacks; they run after the trainer's own (validation,
             ``BackupAndRestore``, TensorBoard), so at their ``on_epoch_end`` the epoch is
             already checkpointed.
+        dataset: Batched training examples to fit on instead of building them in memory from
+            ``split`` (e.g. streamed from TFRecord shards); same element structure as
+            ``make_dataset``. ``split`` still supplies the trained items for the softmax.
 
     Returns:
         TrainResult.
@@ -112,9 +117,10 @@ def train_two_tower(
     start = time.perf_counter()
     os.makedirs(model_dir, exist_ok=True)
     frame = split.train if fit_on == "train" else split.train_valid
-    make_examples = next_item_windows if cfg.model.objective == "next_item" else training_examples
-    examples = make_examples(frame, catalog, cfg.model.history_length)
-    dataset = make_dataset(examples, cfg.train.batch_size, cfg.train.shuffle_buffer, seed=cfg.train.seed)
+    if dataset is None:
+        make_examples = next_item_windows if cfg.model.objective == "next_item" else training_examples
+        examples = make_examples(frame, catalog, cfg.model.history_length)
+        dataset = make_dataset(examples, cfg.train.batch_size, cfg.train.shuffle_buffer, seed=cfg.train.seed)
 
     model = build_model()
     trained_items = np.unique(catalog.item_index(frame["item_id"].to_numpy()))

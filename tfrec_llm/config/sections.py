@@ -16,6 +16,7 @@ import dataclasses
 
 from tfrec_llm.config.checks import validate
 from tfrec_llm.config.ranking_checks import check_ranking
+from tfrec_llm.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,6 +332,36 @@ class RankingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScenariosConfig:
+    """Several scenarios in one retrieval model (`tfrec_llm.models.scenarios`).
+
+    Attributes:
+        head: ``shared_bottom`` (one shared MLP, one output layer per scenario) or ``mmoe``
+            (experts mixed by one softmax gate per scenario).
+        num_experts: MMoE experts.
+        expert_units: Width of the shared bottom or of each expert.
+        scenario_embedding_dim: Size of the scenario embedding in the query tower input.
+    """
+
+    head: str = "shared_bottom"
+    num_experts: int = 4
+    expert_units: int = 64
+    scenario_embedding_dim: int = 8
+
+    def __post_init__(self) -> None:
+        if self.head not in ("shared_bottom", "mmoe"):
+            raise ConfigError(
+                f"scenarios.head={self.head!r}; expected one of ['mmoe', 'shared_bottom']. Pick one of them."
+            )
+        for name in ("num_experts", "expert_units", "scenario_embedding_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"scenarios.{name}={value!r}; expected an integer >= 1. Set a positive size."
+                )
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Everything one experiment needs, as plain data."""
 
@@ -342,6 +373,7 @@ class ExperimentConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
+    scenarios: ScenariosConfig = dataclasses.field(default_factory=ScenariosConfig)
     ranking: RankingConfig = dataclasses.field(default_factory=RankingConfig)
 
     def __post_init__(self) -> None:

@@ -25,6 +25,8 @@ RATING = "rating"
 EVENT = "event"
 SCENARIO = "scenario"
 MULTI_VALUE_SEP = "|"
+#: The scenario of every row of a frame without a ``scenario`` column (one scenario).
+DEFAULT_SCENARIO = "default"
 
 #: Columns an interactions frame must have, and the optional ones with their dtype kind.
 INTERACTION_REQUIRED = (USER_ID, ITEM_ID, TIMESTAMP)
@@ -218,13 +220,14 @@ def validate_frame(frame: pd.DataFrame, kind: FrameKind, source: str) -> None:
                 f"column {column!r} must hold str values without missing values, got "
                 f"dtype {series.dtype}. Convert with .fillna('').astype(str).",
             )
-    for column in id_columns:
+    for column in (*id_columns, *([SCENARIO] if SCENARIO in frame.columns else [])):
         empty = frame[column].str.len() == 0
         if bool(empty.any()):
             raise _fail(
                 source,
                 kind,
-                f"column {column!r} has {int(empty.sum())} empty ids (first at index "
+                f"column {column!r} has {int(empty.sum())} empty "
+                f"{'ids' if column in id_columns else 'values'} (first at index "
                 f"{frame.index[np.argmax(empty.to_numpy())]!r}). Drop or fill those rows.",
             )
     if kind != "interactions":
@@ -240,6 +243,35 @@ def validate_frame(frame: pd.DataFrame, kind: FrameKind, source: str) -> None:
             )
 
 
+def scenario_values(frame: pd.DataFrame) -> pd.Series:
+    """The scenario of each row: the ``scenario`` column, or `DEFAULT_SCENARIO` when absent.
+
+    Args:
+        frame: A canonical interactions or items frame.
+
+    Returns:
+        A ``str`` series aligned with ``frame``'s index.
+    """
+    if SCENARIO in frame.columns:
+        return frame[SCENARIO]
+    return pd.Series(DEFAULT_SCENARIO, index=frame.index, dtype=object, name=SCENARIO)
+
+
+def _check_item_scenarios(interactions: pd.DataFrame, items: pd.DataFrame, source: str) -> None:
+    """Each interaction's scenario must be its item's when both frames name scenarios."""
+    if SCENARIO not in interactions.columns or SCENARIO not in items.columns:
+        return
+    item_scenario = interactions[ITEM_ID].map(items.set_index(ITEM_ID)[SCENARIO])
+    wrong = item_scenario.notna() & (item_scenario != interactions[SCENARIO])
+    if bool(wrong.any()):
+        row = interactions[wrong].iloc[0]
+        raise DataError(
+            f"{source}: {int(wrong.sum())} interactions have a scenario that is not their "
+            f"item's, e.g. item {row[ITEM_ID]!r} in scenario {row[SCENARIO]!r} (the items frame "
+            f"says {item_scenario[wrong].iloc[0]!r}). Give each scenario its own item ids."
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class RecDataset:
     """A recommendation data set in canonical form.
@@ -249,7 +281,9 @@ class RecDataset:
         interactions: ``user_id`` str, ``item_id`` str, ``timestamp`` int64 unix seconds
             [, ``rating`` float64, ``event`` str, ``scenario`` str].
         items: ``item_id`` (unique; the catalog) + text and categorical fields (str, ``""`` if
-            missing). Every interaction item is in it.
+            missing) [, ``scenario`` str: the scenario whose catalog holds the item]. Every
+            interaction item is in it, in the interaction's scenario when both frames have one.
+            Without a ``scenario`` column everything is one scenario, `DEFAULT_SCENARIO`.
         users: ``user_id`` (unique) + profile fields (str). Every interaction user is in it.
         item_text_fields: Item columns that hold text, e.g. ``("title", "year", "genres")``.
         item_categorical_fields: Item columns that are categorical; multi-valued ones are
@@ -308,3 +342,4 @@ class RecDataset:
                     f"the {kind} frame, e.g. {example!r}. Add the missing rows to {kind} "
                     "(empty fields are allowed) or drop those interactions."
                 )
+        _check_item_scenarios(self.interactions, self.items, source)

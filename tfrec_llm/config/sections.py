@@ -158,6 +158,9 @@ class TrainConfig:
             ``ndcg@10``.
         seed: Seed for weights and shuffling (>= 0).
         shuffle_buffer: tf.data shuffle buffer size (>= 1).
+        streaming: Train on example shards streamed from disk (``tfrec-llm prepare`` writes
+            them, else the first training does) instead of examples built in memory;
+            docs/streaming.md.
         refit_on_train_valid: After early stopping, retrain on TRAIN+VALID for the best
             number of epochs before TEST (docs/evaluation.md allows it; say so in reports).
     """
@@ -171,6 +174,7 @@ class TrainConfig:
     monitor: str = "ndcg@10"
     seed: int = 42
     shuffle_buffer: int = 100_000
+    streaming: bool = False
     refit_on_train_valid: bool = False
 
 

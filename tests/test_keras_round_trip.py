@@ -27,7 +27,10 @@ from tfrec_llm.models.layers import (
     GRUEncoder,
     LSTMEncoder,
 )
+from tfrec_llm.models.layers.cross_network import CrossNetwork
+from tfrec_llm.models.multitask import MultitaskModel
 from tfrec_llm.models.query_tower import QueryTower
+from tfrec_llm.models.ranking import RankingModel
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.towers import ItemTower
 from tfrec_llm.text.encoder import TextEncoder
@@ -253,6 +256,75 @@ def _text_encoder(bert_dir: str, vocab: list[str]) -> Case:
     return TextEncoder(**arguments), arguments, (texts,)
 
 
+def _cross_network(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "cross_layers": 2,
+        "structure": "parallel",
+        "projection_dim": 2,
+        "deep_layers": [3],
+        "dropout": 0.1,
+        "name": "crossing",
+    }
+    features = np.random.default_rng(11).normal(size=(3, 4)).astype(np.float32)
+    return CrossNetwork(**arguments), arguments, (features,)
+
+
+def _ranking_arguments() -> dict[str, Any]:
+    return {
+        "item_tower": {
+            "num_items": 4,
+            "item_vocab_size": 3,
+            "text_dim": 3,
+            "num_categories": 2,
+            "embedding_dim": 4,
+            "text_projection_dim": 4,
+            "normalize": False,
+        },
+        "query_tower": {"num_users": 2, "user_vocab_size": 3, "embedding_dim": 4, "normalize": False},
+        "cross": {"cross_layers": 2, "structure": "stacked", "deep_layers": [5]},
+        "objective": "ctr",
+        "use_retrieval_score": True,
+        "output_bias": 0.5,
+    }
+
+
+def _set_ranking_tables(model: RankingModel) -> None:
+    rng = np.random.default_rng(12)
+    model.item_tower.set_tables(
+        np.array([1, 2, 0, 1]), rng.normal(size=(4, 3)).astype(np.float32), np.eye(4, 2, dtype=np.float32)
+    )
+    model.query_tower.set_tables(np.array([1, 2, 0]))
+
+
+_RANKING_FEATURES = {
+    "user": np.array([0, 1, 2], np.int32),
+    "history": np.array([[0, 1, -1], [3, -1, -1], [-1, -1, -1]], np.int32),
+    "item": np.array([[1, 3], [0, 2], [2, 2]], np.int32),
+}
+
+
+def _ranking_model(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {**_ranking_arguments(), "name": "ranking"}
+    model = RankingModel(**arguments)
+    _set_ranking_tables(model)
+    scores = np.array([[0.5, -0.2], [0.1, 0.0], [1.0, 0.3]], np.float32)
+    return model, arguments, ({**_RANKING_FEATURES, "retrieval_score": scores},)
+
+
+def _multitask_model(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "ranking": _ranking_arguments(),
+        "retrieval_weight": 0.5,
+        "ranking_weight": 2.0,
+        "temperature": 0.2,
+        "remove_accidental_hits": False,
+        "name": "multitask",
+    }
+    model = MultitaskModel(**arguments)
+    _set_ranking_tables(model.ranking)
+    return model, arguments, (dict(_RANKING_FEATURES),)
+
+
 CASES: dict[str, Callable[[str, list[str]], Case]] = {
     "MaskedMeanPooling": _masked_mean_pooling,
     "CumulativeMeanEncoder": _cumulative_mean_encoder,
@@ -267,6 +339,9 @@ CASES: dict[str, Callable[[str, list[str]], Case]] = {
     "TwoTowerModel": _two_tower_model,
     "TwoTowerModel/next_item": _next_item_two_tower_model,
     "TextEncoder": _text_encoder,
+    "CrossNetwork": _cross_network,
+    "RankingModel": _ranking_model,
+    "MultitaskModel": _multitask_model,
 }
 
 

@@ -1,0 +1,50 @@
+"""The ``ranking`` section of an experiment config (kept beside ``sections.py``, which imports it).
+
+Example:
+    >>> RankingConfig(objective="ctr", negatives=4).cross_structure
+    'stacked'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tfrec_llm.config.ranking_checks import check_ranking
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingConfig:
+    """The ranking model (the second stage) and the multitask model's loss weights.
+
+    Attributes:
+        objective: ``rating`` (regression: MSE loss, RMSE), ``ctr`` (clicks against sampled
+            negatives: log loss, AUC) or ``listwise`` (softmax over a list of candidates,
+            one of them the item the user chose).
+        cross_structure: ``stacked`` (DCN-v2 cross layers, then the deep MLP on their output)
+            or ``parallel`` (cross layers and deep MLP side by side on the input, concatenated).
+        cross_layers: DCN-v2 cross layers (0 = the deep MLP alone).
+        projection_dim: Low-rank width of each cross layer's matrix; 0 = full rank.
+        deep_layers: Widths of the deep MLP's ReLU layers.
+        dropout: Dropout after each deep layer (training only).
+        use_retrieval_score: Feed the retrieval score of the (user, item) pair as a feature.
+        negatives: ``ctr``: sampled negatives per positive (items the user has no TRAIN
+            interaction with, uniformly).
+        list_size: ``listwise``: candidates per list (the positive + sampled negatives).
+        retrieval_weight: Multitask model: weight of the retrieval loss.
+        ranking_weight: Multitask model: weight of the ranking loss.
+    """
+
+    objective: str = "rating"
+    cross_structure: str = "stacked"
+    cross_layers: int = 2
+    projection_dim: int = 0
+    deep_layers: tuple[int, ...] = (128, 64)
+    dropout: float = 0.0
+    use_retrieval_score: bool = False
+    negatives: int = 4
+    list_size: int = 10
+    retrieval_weight: float = 1.0
+    ranking_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_ranking(self)

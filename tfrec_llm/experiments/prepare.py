@@ -12,11 +12,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import types
 from collections.abc import Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,11 @@ from tfrec_llm.data.catalog import Catalog, build_catalog
 from tfrec_llm.data.readers import read_movielens_1m, read_movielens_100k, read_movielens_raw, read_tabular
 from tfrec_llm.data.schema import ITEM_ID, USER_ID, RecDataset
 from tfrec_llm.data.splits import Split, check_usable, make_split
+from tfrec_llm.errors import DataError
 from tfrec_llm.text.templates import render_texts
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
@@ -206,3 +211,90 @@ def known_histories(prepared: Prepared) -> dict[str, list[str]]:
     for user, targets in zip(test.user_ids, test.targets):
         histories.setdefault(str(user), []).extend(str(t) for t in targets)
     return histories
+
+
+def example_shards_dir(cfg: ExperimentConfig, prepared: Prepared, fit_on: str = "train") -> str:
+    """Where the streamed training examples of ``cfg`` on ``prepared`` live.
+
+    ``<train.model_dir>/examples/<protocol>/<fit_on>-<objective>-L<history>-<hash>``, the hash
+    of the frame's user and item indices, so other data or another split gets other shards.
+    """
+    users, items = _frame_indices(prepared, fit_on)
+    digest = hashlib.sha256(users.tobytes() + items.tobytes()).hexdigest()[:16]
+    model = cfg.model
+    name = f"{fit_on}-{model.objective}-L{model.history_length}-{digest}"
+    return os.path.join(cfg.train.model_dir, "examples", prepared.split.protocol, name)
+
+
+def _frame_indices(prepared: Prepared, fit_on: str) -> tuple[np.ndarray, np.ndarray]:
+    """[n] user and item catalog indices of TRAIN (``fit_on="train"``) or TRAIN+VALID."""
+    frame = prepared.split.train if fit_on == "train" else prepared.split.train_valid
+    users = prepared.catalog.user_index(frame[USER_ID].to_numpy())
+    items = prepared.catalog.item_index(frame[ITEM_ID].to_numpy())
+    if (items < 0).any():
+        raise DataError("training interactions reference item ids outside the catalog")
+    return users.astype(np.int64), items.astype(np.int32)
+
+
+def write_training_shards(
+    cfg: ExperimentConfig,
+    prepared: Prepared,
+    fit_on: str = "train",
+    chunk_rows: int = 200_000,
+    examples_per_shard: int | None = None,
+) -> str:
+    """Writes the training examples of ``cfg`` as TFRecord shards, unless they are there.
+
+    The examples are those ``train_two_tower`` builds in memory (``model.objective``,
+    ``model.history_length``), written a chunk of whole users (about ``chunk_rows``
+    interactions) at a time; docs/streaming.md.
+
+    Returns:
+        The glob of the shards (for `streaming_dataset`).
+    """
+    from tfrec_llm.data import example_shards
+
+    directory = example_shards_dir(cfg, prepared, fit_on)
+    pattern = os.path.join(directory, "examples-*.tfrecord")
+    if os.path.exists(os.path.join(directory, "examples" + example_shards.SCHEMA_SUFFIX)):
+        return pattern
+    users, items = _frame_indices(prepared, fit_on)
+    starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1, len(users)]
+    per_shard = examples_per_shard or example_shards.DEFAULT_EXAMPLES_PER_SHARD
+    model = cfg.model
+    logger.info("writing %s training examples of %d interactions to %s", fit_on, len(users), directory)
+    with example_shards.ExampleShardWriter(
+        directory, model.objective, model.history_length, prepared.catalog.num_items, per_shard
+    ) as writer:
+        begin = 0
+        while begin < len(users):
+            end = int(starts[min(np.searchsorted(starts, begin + chunk_rows), len(starts) - 1)])
+            end = end if end > begin else len(users)
+            writer.add(users[begin:end], items[begin:end])
+            begin = end
+    return pattern
+
+
+def streamed_examples(
+    cfg: ExperimentConfig, prepared: Prepared, fit_on: str = "train"
+) -> tf.data.Dataset | None:
+    """The streamed training batches when ``train.streaming`` is on (shards written on first use).
+
+    Returns:
+        A dataset with ``tfdata.make_dataset``'s elements for ``train_two_tower(dataset=...)``,
+        or None when ``train.streaming`` is off.
+    """
+    if not cfg.train.streaming:
+        return None
+    from tfrec_llm.data.example_shards import streaming_dataset
+
+    pattern = write_training_shards(cfg, prepared, fit_on)
+    train = cfg.train
+    return streaming_dataset(
+        pattern,
+        train.batch_size,
+        train.shuffle_buffer,
+        seed=train.seed,
+        objective=cfg.model.objective,
+        history_length=cfg.model.history_length,
+    )

@@ -52,7 +52,7 @@ from tfrec_llm.experiments.fingerprint import (
     stale_reasons,
     training_fingerprint,
 )
-from tfrec_llm.experiments.prepare import Prepared
+from tfrec_llm.experiments.prepare import Prepared, streamed_examples
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.scorer import TwoTowerScorer
 from tfrec_llm.training.trainer import TrainResult, ValidationMetric, train_two_tower
@@ -227,8 +227,9 @@ def train_variant(
 
     metric = validation_metric(vcfg, prepared, VARIANT_NAMES[variant])
     split, catalog = prepared.split, prepared.catalog
+    streamed = streamed_examples(vcfg, prepared)  # None unless train.streaming
     result = train_two_tower(
-        vcfg, split, catalog, build, model_dir, validation_metric=metric, verbose=verbose
+        vcfg, split, catalog, build, model_dir, validation_metric=metric, verbose=verbose, dataset=streamed
     )
     if vcfg.train.refit_on_train_valid and result.best_epoch >= 0:
         refit = train_two_tower(
@@ -240,6 +241,7 @@ def train_variant(
             fit_on="train_valid",
             epochs=result.best_epoch + 1,
             verbose=verbose,
+            dataset=streamed_examples(vcfg, prepared, "train_valid"),
         )
         result = dataclasses.replace(refit, best_epoch=result.best_epoch, valid_metrics=result.valid_metrics)
     return result

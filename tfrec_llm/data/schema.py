@@ -220,6 +220,13 @@ def validate_frame(frame: pd.DataFrame, kind: FrameKind, source: str) -> None:
                 f"column {column!r} must hold str values without missing values, got "
                 f"dtype {series.dtype}. Convert with .fillna('').astype(str).",
             )
+    if SCENARIO in frame.columns and not bool(frame[SCENARIO].map(type).eq(str).all()):
+        raise _fail(
+            source,
+            kind,
+            f"column {SCENARIO!r} must hold str values without missing values, got "
+            f"{frame[SCENARIO].map(type).ne(str).sum()} others. Convert with .astype(str).",
+        )
     for column in (*id_columns, *([SCENARIO] if SCENARIO in frame.columns else [])):
         empty = frame[column].str.len() == 0
         if bool(empty.any()):

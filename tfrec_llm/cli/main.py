@@ -21,6 +21,7 @@ import tfrec_llm  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from tfrec_llm.cli import (  # noqa: E402
     benchmark_commands,
     compare_commands,
+    data_commands,
     experiment_commands,
     options,
     serving_commands,
@@ -30,6 +31,7 @@ from tfrec_llm.errors import ConfigError, DataError, ExportError, ServingError  
 
 COMMAND_GROUPS = (
     experiment_commands,
+    data_commands,
     serving_commands,
     tune_commands,
     benchmark_commands,

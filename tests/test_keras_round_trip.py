@@ -35,6 +35,7 @@ from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.towers import ItemTower
 from tfrec_llm.text.encoder import TextEncoder
 from tfrec_llm.text.pooling import MaskedMeanPooling
+from tfrec_llm.text.student import StudentEncoder
 
 PACKAGE = Path(tfrec_llm.__file__).resolve().parent
 Case = tuple[Any, dict[str, Any], tuple[Any, ...]]  # (object, constructor arguments, call args)
@@ -325,6 +326,25 @@ def _multitask_model(bert_dir: str, vocab: list[str]) -> Case:
     return model, arguments, (dict(_RANKING_FEATURES),)
 
 
+def _student_encoder(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "vocab_size": len(vocab),
+        "output_dim": 6,
+        "embedding_dim": 8,
+        "num_layers": 1,
+        "num_heads": 2,
+        "max_length": 16,
+        "normalize": True,
+        "name": "student",
+    }
+    ids = np.array([[2, 7, 9, 3, 0], [2, 11, 3, 0, 0]], np.int32)
+    return (
+        StudentEncoder(**arguments),
+        arguments,
+        ({"input_ids": ids, "attention_mask": (ids > 0).astype(np.int32)},),
+    )
+
+
 CASES: dict[str, Callable[[str, list[str]], Case]] = {
     "MaskedMeanPooling": _masked_mean_pooling,
     "CumulativeMeanEncoder": _cumulative_mean_encoder,
@@ -339,6 +359,7 @@ CASES: dict[str, Callable[[str, list[str]], Case]] = {
     "TwoTowerModel": _two_tower_model,
     "TwoTowerModel/next_item": _next_item_two_tower_model,
     "TextEncoder": _text_encoder,
+    "StudentEncoder": _student_encoder,
     "CrossNetwork": _cross_network,
     "RankingModel": _ranking_model,
     "MultitaskModel": _multitask_model,

@@ -22,6 +22,7 @@ from tfrec_llm.cli import (  # noqa: E402
     benchmark_commands,
     compare_commands,
     data_commands,
+    distill_commands,
     experiment_commands,
     options,
     serving_commands,
@@ -36,6 +37,7 @@ COMMAND_GROUPS = (
     tune_commands,
     benchmark_commands,
     compare_commands,
+    distill_commands,
 )
 """Modules that each register their subcommands with ``add_subcommands(subparsers)``."""
 

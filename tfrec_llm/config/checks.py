@@ -365,4 +365,11 @@ def _export_checks(cfg: Any) -> list[Check]:
             "a tensorflow/serving release tag X.Y.Z",
             "Give the tag of the server image, e.g. --set export.tf_serving_version=2.20.0.",
         ),
+        _check(
+            export.item_encoder in ("teacher", "student"),
+            "export.item_encoder",
+            export.item_encoder,
+            "teacher or student",
+            "student serves the encoder that `tfrec-llm distill` trains.",
+        ),
     ]

@@ -209,6 +209,9 @@ class ExportConfig:
             image tag the export writes for ``serving/docker-compose.yml`` (``serving.env``)
             and the release whose op list the op scan checks against. Default: 2.20.0, the
             newest server release tagged in tensorflow/serving.
+        item_encoder: What the ``item_encoder`` SavedModel serves: ``teacher`` (the BERT of
+            ``text.model_path``) or ``student`` (the distilled encoder that ``tfrec-llm
+            distill`` trains into ``<train.model_dir>/student``).
     """
 
     export_dir: str = "exports"
@@ -216,6 +219,7 @@ class ExportConfig:
     max_k: int = 100
     evidence_items: int = 0
     tf_serving_version: str = "2.20.0"
+    item_encoder: str = "teacher"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tfrec_llm.atomic_io import write_text
+from tfrec_llm.atomic_io import write_json, write_text
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.export.models_config import write_models_config
@@ -29,9 +29,12 @@ from tfrec_llm.models.retrieval import TwoTowerModel
 
 if TYPE_CHECKING:
     from tfrec_llm.text.encoder import TextEncoder
+    from tfrec_llm.text.student import StudentTextEncoder
 
 RETRIEVAL = "retrieval"
 ITEM_ENCODER = "item_encoder"
+ITEM_ENCODER_METADATA = "item_encoder.json"
+"""File in the item_encoder's ``assets.extra``: which encoder it serves (teacher or student)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,26 +102,33 @@ def export_item_encoder(
     sample_texts: Sequence[str],
     export_dir: str,
     version: int | None = None,
-    encoder: TextEncoder | None = None,
+    encoder: TextEncoder | StudentTextEncoder | None = None,
 ) -> str:
     """Publishes the item-text encoder SavedModel (in-graph tokenization); returns its folder.
 
-    ``encoder`` is the (fine-tuned) TextEncoder to export; None loads the pretrained one from
-    ``model_path``.
+    ``encoder`` is the (fine-tuned) TextEncoder, or a `StudentTextEncoder`, to export; None loads
+    the pretrained teacher from ``model_path``. ``assets.extra/item_encoder.json`` says which
+    (``{"encoder": "teacher" | "student", "output_dim", "max_length"}``).
     """
     if encoder is None:
         from tfrec_llm.text.encoder import TextEncoder
 
         encoder = TextEncoder(model_path, max_length=cfg.text.max_length, pooling=cfg.text.pooling)
-    module = ItemEncoderModule(encoder)
+    module = ItemEncoderModule(encoder)  # type: ignore[arg-type]
     warmup = [{"text": np.asarray(list(sample_texts)[:8], dtype=object).astype(bytes)}]
+    metadata = {
+        "encoder": getattr(encoder, "kind", "teacher"),
+        "output_dim": int(encoder.hidden_size),
+        "max_length": int(encoder.max_length),
+    }
+    publish = _publish_check(ITEM_ENCODER, warmup, cfg.export.tf_serving_version)
+
+    def check(tmp_dir: str) -> None:
+        publish(tmp_dir)
+        write_json(os.path.join(tmp_dir, "assets.extra", ITEM_ENCODER_METADATA), metadata)
+
     return write_saved_model(
-        module,
-        {"serving_default": module.serve},
-        export_dir,
-        ITEM_ENCODER,
-        version,
-        _publish_check(ITEM_ENCODER, warmup, cfg.export.tf_serving_version),
+        module, {"serving_default": module.serve}, export_dir, ITEM_ENCODER, version, check
     )
 
 
@@ -148,7 +158,12 @@ def export_all(
     encoder = None
     if text_model_path or text_encoder is not None:
         path = text_model_path or text_encoder.model_path  # type: ignore[union-attr]
-        encoder = export_item_encoder(cfg, path, sample_texts, export_dir, version, text_encoder)
+        served: TextEncoder | StudentTextEncoder | None = text_encoder
+        if cfg.export.item_encoder == "student":  # trained by `tfrec-llm distill`
+            from tfrec_llm.text.student import load_student_text_encoder
+
+            served = load_student_text_encoder(os.path.join(cfg.train.model_dir, "student"), path)
+        encoder = export_item_encoder(cfg, path, sample_texts, export_dir, version, served)
     names = [RETRIEVAL] + ([ITEM_ENCODER] if encoder else [])
     config = write_models_config(export_dir, names)
     write_serving_env(export_dir, cfg.export.tf_serving_version)

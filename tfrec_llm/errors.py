@@ -15,3 +15,7 @@ class ExportError(ValueError):
 
 class ServingError(RuntimeError):
     """A request to a model server failed; carries the gRPC/HTTP status when there is one."""
+
+
+class DistributeError(ConfigError):
+    """The machine cannot run the ``train.strategy`` asked for (no TPU, devices already set up)."""

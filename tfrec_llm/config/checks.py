@@ -24,6 +24,7 @@ from tfrec_llm.config.choices import (
     OPTIMIZERS,
     POOLINGS,
     PROTOCOLS,
+    STRATEGIES,
 )
 from tfrec_llm.config.tune_checks import tune_checks
 from tfrec_llm.errors import ConfigError
@@ -301,6 +302,13 @@ def _train_checks(cfg: Any) -> list[Check]:
         _monitor_check(train.monitor, cfg.eval.ks),
         _at_least("train.seed", train.seed, 0, "Seeds must be non-negative."),
         _at_least("train.shuffle_buffer", train.shuffle_buffer, 1, "1 means no shuffling."),
+        _check(
+            train.strategy in STRATEGIES,
+            "train.strategy",
+            train.strategy,
+            f"one of {STRATEGIES}",
+            "default trains on one device; docs/scaling.md says which strategy when.",
+        ),
     ]
 
 

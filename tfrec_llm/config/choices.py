@@ -94,6 +94,10 @@ DATA_SOURCES = MOVIELENS_SOURCES + GENERIC_SOURCES
 OPTIMIZERS = ("adam", "adagrad")
 """``train.optimizer`` values."""
 
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+"""``train.strategy`` values: one device, the devices of one host, several hosts (``TF_CONFIG``),
+a TPU (``tfrec_llm.training.distribute``, docs/scaling.md)."""
+
 POOLINGS = ("mean", "cls")
 """``text.pooling`` values: masked mean over tokens (sentence-transformers) or the [CLS] state."""
 
@@ -140,6 +144,7 @@ __all__ = [
     "POOLINGS",
     "PROTOCOLS",
     "REPORT_VARIANTS",
+    "STRATEGIES",
     "TUNABLE_SECTIONS",
     "TUNER_ALGORITHMS",
     "UNTUNABLE_FIELDS",

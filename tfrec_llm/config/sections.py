@@ -163,6 +163,9 @@ class TrainConfig:
             docs/streaming.md.
         refit_on_train_valid: After early stopping, retrain on TRAIN+VALID for the best
             number of epochs before TEST (docs/evaluation.md allows it; say so in reports).
+        strategy: ``tf.distribute`` strategy: ``default`` (one device), ``mirrored`` (every
+            GPU of this host, or 2 logical CPU devices), ``multi_worker`` (hosts named in
+            ``TF_CONFIG``) or ``tpu``; docs/scaling.md.
     """
 
     model_dir: str = "runs/movielens_100k"
@@ -176,6 +179,7 @@ class TrainConfig:
     shuffle_buffer: int = 100_000
     streaming: bool = False
     refit_on_train_valid: bool = False
+    strategy: str = "default"
 
 
 @dataclasses.dataclass(frozen=True)

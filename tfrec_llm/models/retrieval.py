@@ -28,6 +28,7 @@ import tf_keras as keras
 
 from tfrec_llm.config.choices import LOSSES, OBJECTIVES
 from tfrec_llm.errors import ConfigError
+from tfrec_llm.models import replicas
 from tfrec_llm.models.query_tower import QueryTower
 from tfrec_llm.models.towers import ItemTower
 
@@ -206,14 +207,18 @@ class TwoTowerModel(tfrs.Model):
 
         With ``catalog`` (the full softmax): cross-entropy over every item, averaged over the
         queries. Without: the in-batch softmax of ``tfrs.tasks.Retrieval``, the other targets
-        being the negatives.
+        being the negatives. Under a distribution strategy both are the loss of the global
+        batch (`tfrec_llm.models.replicas`).
         """
         if catalog is not None:
             logits = tf.matmul(query, catalog, transpose_b=True) / self.temperature
             if self.softmax_items is not None:
                 logits = tf.where(self.softmax_items[tf.newaxis, :], logits, logits.dtype.min)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits)
-            return tf.reduce_mean(losses)
+            return replicas.batch_mean(losses)
+        target_embedding, target, target_probability = replicas.gather_candidates(
+            target_embedding, target, target_probability
+        )
         kwargs: dict[str, tf.Tensor] = {}
         if self.logq_correction:
             kwargs["candidate_sampling_probability"] = target_probability

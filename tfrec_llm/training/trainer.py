@@ -7,6 +7,13 @@ Layout of ``model_dir``::
     validation.json       VALID metrics of every epoch
     best.weights.h5       weights of the best VALID epoch
 
+Under ``train.strategy`` (`tfrec_llm.training.distribute`, docs/scaling.md) the model is built
+and compiled inside ``strategy.scope()`` and Keras ``fit`` splits each batch across the
+replicas. With ``multi_worker`` every worker runs this function with the same arguments and the
+same ``model_dir`` (a shared file system); only the chief writes the files above, the other
+workers write theirs under ``model_dir/.<task>`` (removed when the run succeeds), and
+``BackupAndRestore`` keeps one backup for the cluster.
+
 The trainer knows nothing of how a model is built or scored: it takes a model factory (called
 after the input pipeline is built, so the random streams are the same whatever the caller did)
 and, for early stopping, a validation metric as a callable.
@@ -24,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 
@@ -37,6 +45,7 @@ from tfrec_llm.data.splits import Split
 from tfrec_llm.data.tfdata import make_dataset, next_item_windows, training_examples
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.training.callbacks import FullRankingValidation
+from tfrec_llm.training.distribute import is_chief, make_strategy, task_name
 
 logger = logging.getLogger(__name__)
 
@@ -121,25 +130,34 @@ def train_two_tower(
         make_examples = next_item_windows if cfg.model.objective == "next_item" else training_examples
         examples = make_examples(frame, catalog, cfg.model.history_length)
         dataset = make_dataset(examples, cfg.train.batch_size, cfg.train.shuffle_buffer, seed=cfg.train.seed)
+        # In-memory examples have no files to shard: each worker takes its share of elements.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
 
-    model = build_model()
-    trained_items = np.unique(catalog.item_index(frame["item_id"].to_numpy()))
-    model.restrict_softmax(trained_items[trained_items >= 0])
-    model.compile(optimizer=make_optimizer(cfg.train))
+    strategy = make_strategy(cfg.train.strategy)
+    chief = is_chief(strategy)
+    # Non-chief workers validate too (every worker must stop at the same epoch) but write aside.
+    write_dir = model_dir if chief else os.path.join(model_dir, f".{task_name(strategy)}")
+    with strategy.scope():
+        model = build_model()
+        trained_items = np.unique(catalog.item_index(frame["item_id"].to_numpy()))
+        model.restrict_softmax(trained_items[trained_items >= 0])
+        model.compile(optimizer=make_optimizer(cfg.train))
 
     all_callbacks: list[keras.callbacks.Callback] = []
     validation = None
     if validation_metric is not None and fit_on == "train":
         metric = validation_metric
         validation = FullRankingValidation(
-            lambda: metric(model), model_dir, cfg.train.monitor, cfg.train.patience
+            lambda: metric(model), write_dir, cfg.train.monitor, cfg.train.patience
         )
         if os.path.isdir(os.path.join(model_dir, "backup")):
             validation.load_history()
         all_callbacks.append(validation)
     all_callbacks += [
         keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), write_graph=False, profile_batch=0),
+        keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"), write_graph=False, profile_batch=0),
         *callbacks,
     ]
     history = model.fit(dataset, epochs=epochs or cfg.train.epochs, callbacks=all_callbacks, verbose=verbose)
@@ -152,6 +170,8 @@ def train_two_tower(
         epochs_run = int(validation.history[-1]["epoch"]) + 1
     else:
         epochs_run = len(history.epoch)
+    if not chief:
+        shutil.rmtree(write_dir, ignore_errors=True)
     return TrainResult(
         model, best_epoch, valid_metrics, epochs_run, len(history.epoch), time.perf_counter() - start
     )

@@ -169,3 +169,37 @@ def test_student_export_equals_the_python_student_and_says_student(tiny_bert_dir
         metadata = json.load(handle)
     assert metadata["encoder"] == "student"
     assert metadata["output_dim"] == DIM
+
+
+def test_load_student_without_a_trained_student_names_distill(tmp_path):
+    with pytest.raises(ConfigError, match="No trained student in .*Train it with `tfrec-llm distill`"):
+        load_student(str(tmp_path))
+
+
+def test_export_item_encoder_must_be_teacher_or_student():
+    from tfrec_llm.config import load_config
+
+    with pytest.raises(ConfigError, match="export.item_encoder='bert'; expected teacher or student"):
+        load_config(None, ["export.item_encoder=bert"])
+
+
+def test_distill_student_reuses_and_refuses_other_settings(tiny_bert_dir, tmp_path):
+    import types
+
+    from tfrec_llm.config import replace
+    from tfrec_llm.experiments.distill import StudentSettings, distill_student
+
+    cfg = replace(ExperimentConfig(), text__model_path=tiny_bert_dir, text__max_length=16)
+    texts = ("toy story", "space rocket adventure", "the spy film about toys")
+    vectors = _unit(np.random.default_rng(2).normal(size=(3, DIM))).astype(np.float32)
+    prepared = types.SimpleNamespace(item_texts=texts, text_embeddings=vectors)
+    settings = StudentSettings(embedding_dim=8, epochs=2)
+    out_dir = str(tmp_path / "student")
+    first, info = distill_student(cfg, settings, prepared, out_dir, verbose=0)  # type: ignore[arg-type]
+    assert info["result"]["epochs"] == 2
+    again, metadata = distill_student(cfg, settings, prepared, out_dir, verbose=0)  # type: ignore[arg-type]
+    assert "result" not in metadata  # loaded, not trained again
+    for a, b in zip(first.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ConfigError, match="holds a student made with other settings.*--retrain"):
+        distill_student(cfg, StudentSettings(embedding_dim=8, epochs=3), prepared, out_dir, verbose=0)  # type: ignore[arg-type]

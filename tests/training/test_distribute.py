@@ -128,14 +128,20 @@ def test_tpu_without_a_tpu_fails_with_one_sentence():
         distribute.make_strategy("tpu")
     message = str(error.value)
     assert message.startswith("train.strategy='tpu' found no TPU (TPUClusterResolver: ")
-    assert message.endswith("use train.strategy=mirrored or default.")
+    assert message.endswith(
+        "); on Colab choose Runtime > Change runtime type > TPU, elsewhere set TPU_NAME, or use "
+        "train.strategy=mirrored or default."
+    )
     assert ". " not in message and "\n" not in message  # one sentence
 
 
 def test_multi_worker_without_tf_config_names_it(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(DistributeError, match="needs the TF_CONFIG environment variable"):
+    with pytest.raises(DistributeError) as error:
         distribute.make_strategy("multi_worker")
+    assert str(error.value).startswith(
+        "train.strategy='multi_worker' needs the TF_CONFIG environment variable"
+    )
 
 
 def test_mirrored_after_tensorflow_started_says_so():
@@ -143,8 +149,12 @@ def test_mirrored_after_tensorflow_started_says_so():
 
     tf.constant(1.0) + 1.0  # the devices of this process are initialised
     assert len(tf.config.list_logical_devices("CPU")) < distribute.CPU_REPLICAS
-    with pytest.raises(DistributeError, match="had already initialised its devices"):
+    with pytest.raises(DistributeError) as error:
         distribute._split_cpu(distribute.CPU_REPLICAS)
+    assert str(error.value).startswith(
+        "train.strategy='mirrored' on a host without a GPU needs 2 logical CPU devices, "
+        "but TensorFlow had already initialised its devices in this process"
+    )
 
 
 def test_unknown_strategy_is_a_config_error():
@@ -153,3 +163,19 @@ def test_unknown_strategy_is_a_config_error():
 
     with pytest.raises(ConfigError, match=r"train.strategy='gpu'; expected one of \('default', "):
         replace(ExperimentConfig(), train__strategy="gpu")
+
+
+def test_cli_strategy_option_sets_the_config_and_creates_the_strategy_first(monkeypatch):
+    from tfrec_llm.cli.main import build_parser
+    from tfrec_llm.cli.options import config_from_args
+
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["train", "--strategy", "default"])).train.strategy == "default"
+    args = parser.parse_args(["run", "--set", "train.strategy=tpu", "--strategy", "default"])
+    assert config_from_args(args).train.strategy == "default"  # the option wins over --set
+    # The strategy is created while the config is read (before any TensorFlow op of the run).
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(DistributeError, match="needs the TF_CONFIG environment variable"):
+        config_from_args(parser.parse_args(["train", "--strategy", "multi_worker"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--strategy", "mirrored"])  # read-only commands do not train

@@ -44,6 +44,7 @@ def add_subcommands(subparsers: Any) -> None:
     options.add_common(p)
     options.add_variant(p)
     options.add_protocol(p)
+    options.add_strategy(p)
     p.add_argument(
         "--retrain",
         action="store_true",
@@ -136,6 +137,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--export-dir", default=None, help="base export folder (default: export.export_dir)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the evaluation records as JSON")
     p.add_argument("--users", default="1,2,3", help="comma-separated user ids to query at the end")
+    options.add_strategy(p)
     p.set_defaults(handler=run)
 
 

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from tfrec_llm.config import ExperimentConfig, load_config, replace
-from tfrec_llm.config.choices import PROTOCOLS, VARIANTS
+from tfrec_llm.config.choices import PROTOCOLS, STRATEGIES, VARIANTS
 
 VARIANT_HELP = (
     "model variant: id (item ids only), text (text + categories, no ids), bert (ids + text + "
@@ -46,6 +46,17 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def add_verbosity(p: argparse.ArgumentParser) -> None:
     """``-v`` / ``-vv``: more logging."""
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+
+
+def add_strategy(p: argparse.ArgumentParser) -> None:
+    """``--strategy`` (``train.strategy``; docs/scaling.md)."""
+    p.add_argument(
+        "--strategy",
+        default=None,
+        choices=STRATEGIES,
+        help="tf.distribute strategy (default: train.strategy): default (one device), mirrored (every "
+        "GPU, or 2 logical CPU devices), multi_worker (hosts in TF_CONFIG), tpu; see docs/scaling.md",
+    )
 
 
 def add_variant(p: argparse.ArgumentParser, help_text: str = VARIANT_HELP) -> None:
@@ -87,10 +98,21 @@ def comma_list(value: str) -> list[str]:
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    """The config of ``--config`` with the ``--set`` overrides and ``--model-dir``."""
+    """The config of ``--config`` with the ``--set`` overrides, ``--model-dir`` and ``--strategy``.
+
+    For a command with ``--strategy`` (the ones that train), a strategy other than ``default``
+    is created here, before any TensorFlow op: logical CPU devices and multi-worker collectives
+    can only be set up then (`tfrec_llm.training.distribute`).
+    """
     cfg = load_config(args.config, args.overrides)
     if getattr(args, "model_dir", None):
         cfg = replace(cfg, train__model_dir=args.model_dir)
+    if getattr(args, "strategy", None):
+        cfg = replace(cfg, train__strategy=args.strategy)
+    if hasattr(args, "strategy") and cfg.train.strategy != "default":
+        from tfrec_llm.training.distribute import make_strategy
+
+        make_strategy(cfg.train.strategy)
     return cfg
 
 

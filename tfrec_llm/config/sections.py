@@ -114,6 +114,10 @@ class ModelConfig:
             which trains the unknown-user row: unknown users are then served by their history.
         normalize: L2-normalise both towers' outputs (cosine scores over ``temperature``);
             false scores raw dot products, whose norms can carry popularity.
+        user_text: Give the query tower an optional user text (a self-description, or a few
+            titles), embedded by the item texts' BERT; in training the text vectors of each
+            user's last 5 items stand in for it (docs/user_text.md). Needs ``use_text`` and a
+            frozen text tower.
     """
 
     embedding_dim: int = 64
@@ -139,6 +143,7 @@ class ModelConfig:
     use_user_ids: bool = False
     user_dropout: float = 0.0
     normalize: bool = True
+    user_text: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

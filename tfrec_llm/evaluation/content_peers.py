@@ -31,7 +31,7 @@ from tfrec_llm.evaluation.peer_base import CatalogScorer
 if TYPE_CHECKING:
     from tfrec_llm.data.splits import Split
 
-__all__ = ["TextKNNScorer", "TfidfProfileScorer"]
+__all__ = ["TextEvidenceKNNScorer", "TextKNNScorer", "TfidfProfileScorer"]
 
 
 def _check_rows(split: Split, rows: int, what: str) -> None:
@@ -108,3 +108,43 @@ class TfidfProfileScorer(CatalogScorer):
         self._check_batch(user_ids, histories)
         profile = self._history_matrix(histories) @ self.rows
         return np.asarray((profile @ self.rows.T).todense())
+
+
+class TextEvidenceKNNScorer(TextKNNScorer):
+    """``TextKNNScorer`` that also reads a user's own text: cosine(profile, item vector).
+
+    The profile is the L2-normalised sum of the history's item vectors and the user's text
+    vector (the same BERT), so a user with only text is scored by text similarity alone, and
+    a user with only items exactly as by ``TextKNNScorer``.
+
+    Args:
+        split: The Split (``split.item_ids`` gives the rows of ``item_vectors``).
+        item_vectors: [num_items, dim] text embeddings in ``split.item_ids`` order.
+        user_texts: user id -> [dim] embedding of the user's text (same encoder); users
+            missing here gave no text.
+        label: Report name.
+    """
+
+    label = "TextKNN+user text"
+
+    def __init__(
+        self,
+        split: Split,
+        item_vectors: np.ndarray,
+        user_texts: dict[str, np.ndarray],
+        label: str | None = None,
+    ) -> None:
+        super().__init__(split, item_vectors, label)
+        self.user_texts = {user: np.asarray(v, np.float64) for user, v in user_texts.items()}
+
+    def score(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores [len(user_ids), num_items]: cosine(history vectors + text vector, item vector)."""
+        self._check_batch(user_ids, histories)
+        profile = np.asarray(self._history_matrix(histories) @ self.unit)
+        for row, user in enumerate(np.asarray(user_ids, dtype=object).tolist()):
+            text = self.user_texts.get(user)
+            if text is not None:
+                profile[row] += text / max(float(np.linalg.norm(text)), 1e-12)
+        norms = np.linalg.norm(profile, axis=1, keepdims=True)
+        profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
+        return profile @ self.unit.T

@@ -58,6 +58,22 @@ def query_encoder_args(cfg: ModelConfig) -> dict[str, Any]:
     return args
 
 
+def _user_text_args(cfg: ModelConfig, text_dim: int) -> dict[str, Any]:
+    """``user_text_dim`` for the query tower when ``model.user_text`` is on (omitted when off).
+
+    Raises:
+        ConfigError: ``model.user_text`` without precomputed item text vectors.
+    """
+    if not cfg.user_text:
+        return {}
+    if text_dim <= 0:
+        raise ConfigError(
+            "model.user_text=true needs the item text vectors of a frozen BERT (model.use_text: "
+            "true, text.fine_tune_layers: 0); the user's text is embedded by the same BERT."
+        )
+    return {"user_text_dim": text_dim}
+
+
 def build_two_tower(
     cfg: ModelConfig,
     catalog: Catalog,
@@ -129,6 +145,7 @@ def build_two_tower(
             "use_history": cfg.use_history,
             "l2": cfg.l2,
             **query_encoder_args(cfg),
+            **_user_text_args(cfg, text_dim),
         },
         history_length=cfg.history_length,
         temperature=cfg.temperature,

@@ -48,6 +48,14 @@ class QueryTower(keras.Model):
         user_dropout: Training-time probability of replacing a user by the unknown user (id
             and profile both), so that row is trained and the history alone must carry the query.
         normalize: L2-normalise the query (cosine scores, with a normalising item tower).
+        user_text_dim: Width of the optional user-text vector (0 = no text path). With it, the
+            inputs may hold ``user_text`` [batch, user_text_dim]: a BERT embedding of the user's
+            own words (a self-description, or a few titles), the same BERT as the item texts;
+            an all-zero row means "no text" and adds nothing (``text_part``).
+        user_text_dropout: Training-time probability of hiding a row's user text.
+        user_text_history_dropout: Training-time probability of hiding the history (id and
+            profile stay) of a row whose text is kept, so the text alone must carry a query,
+            as for a new user who only describes themselves.
 
     Example:
         >>> tower = QueryTower(num_users=2, user_vocab_size=3, embedding_dim=8,
@@ -71,6 +79,9 @@ class QueryTower(keras.Model):
         history_encoder: Mapping[str, Any] | None = None,
         user_dropout: float = 0.0,
         normalize: bool = True,
+        user_text_dim: int = 0,
+        user_text_dropout: float = 0.5,
+        user_text_history_dropout: float = 0.3,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,7 +89,7 @@ class QueryTower(keras.Model):
         # The profile is skipped when the data set has no profile fields (use_profile is kept
         # as passed, for get_config).
         with_profile = use_profile and bool(profile_sizes)
-        if not (use_ids or with_profile or use_history):
+        if not (use_ids or with_profile or use_history or user_text_dim > 0):
             raise ConfigError("QueryTower: use_ids, use_profile and use_history are all false")
         self._with_profile = with_profile
         self.num_users = num_users
@@ -92,6 +103,11 @@ class QueryTower(keras.Model):
         self.history_encoder_config = None if history_encoder is None else dict(history_encoder)
         self.user_dropout = check_rate("QueryTower", "user_dropout", user_dropout)
         self.normalize = normalize
+        self.user_text_dim = int(user_text_dim)
+        self.user_text_dropout = check_rate("QueryTower", "user_text_dropout", user_text_dropout)
+        self.user_text_history_dropout = check_rate(
+            "QueryTower", "user_text_history_dropout", user_text_history_dropout
+        )
 
         self.id_index = tf.Variable(tf.zeros([num_users + 1], tf.int32), trainable=False, name="id_index")
         self.id_embedding = (
@@ -126,6 +142,14 @@ class QueryTower(keras.Model):
             [keras.layers.Dense(2 * embedding_dim, activation="gelu"), keras.layers.Dense(embedding_dim)],
             name="query_mlp",
         )
+        self.text_projection = (
+            keras.Sequential(
+                [keras.layers.Dense(2 * embedding_dim, activation="gelu"), keras.layers.Dense(embedding_dim)],
+                name="user_text_projection",
+            )
+            if self.user_text_dim
+            else None
+        )
 
     def set_tables(self, id_index: np.ndarray, profile: np.ndarray | None = None) -> None:
         """Loads the per-user lookup tables (user-index order, unknown-user row last)."""
@@ -135,13 +159,45 @@ class QueryTower(keras.Model):
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         parts = self._user_parts(inputs["user"], training)
+        text, keep_history = self._text_and_history_keep(inputs, training)
         if self.use_history:
             if self.encoder is None:
-                parts.append(self.pool(inputs["history"], inputs["history_mask"]))
+                history = self.pool(inputs["history"], inputs["history_mask"])
             else:
                 outputs = self.encoder(inputs["history"], inputs["history_mask"], training=training)
-                parts.append(last_position(outputs, inputs["history_mask"]))
+                history = last_position(outputs, inputs["history_mask"])
+            parts.append(history * keep_history[:, tf.newaxis])
+        if self.text_projection is not None:
+            parts.append(self.text_part(text))
         return self._output(self.mlp(tf.concat(parts, axis=-1)))
+
+    def text_part(self, text: tf.Tensor) -> tf.Tensor:
+        """[batch, embedding_dim] projection of the user-text vectors; zeros for all-zero rows (no text)."""
+        given = tf.reduce_any(tf.not_equal(text, 0.0), axis=-1, keepdims=True)
+        return tf.where(given, self.text_projection(text), 0.0)
+
+    def _text_and_history_keep(
+        self, inputs: dict[str, tf.Tensor], training: bool | None
+    ) -> tuple[tf.Tensor | None, tf.Tensor]:
+        """The user-text input (zeros when absent) after dropout, and [batch] 1/0: keep the history.
+
+        In training a row's text is hidden with ``user_text_dropout``; a row whose text is kept
+        loses its history with ``user_text_history_dropout``. Outside training nothing changes.
+        """
+        batch = tf.shape(inputs["user"])[0]
+        keep_history = tf.ones([batch])
+        if self.text_projection is None:
+            return None, keep_history
+        text = inputs.get("user_text")
+        text = tf.zeros([batch, self.user_text_dim]) if text is None else tf.cast(text, tf.float32)
+        if training:
+            shown = tf.random.uniform([batch]) >= self.user_text_dropout
+            extra = [1] * (text.shape.rank - 1)  # text is [batch, dim] or [batch, L, dim]
+            text = text * tf.reshape(tf.cast(shown, tf.float32), [-1, *extra])
+            given = tf.reduce_any(tf.not_equal(tf.reshape(text, [batch, -1]), 0.0), axis=1)
+            hide = tf.logical_and(given, tf.random.uniform([batch]) < self.user_text_history_dropout)
+            keep_history = 1.0 - tf.cast(hide, tf.float32)
+        return text, keep_history
 
     def encode_positions(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         """[batch, L, embedding_dim] queries: position t sees the user and the items at <= t.
@@ -160,11 +216,17 @@ class QueryTower(keras.Model):
         mask = tf.cast(inputs["history_mask"], tf.bool)
         outputs = self.encoder(inputs["history"], mask, training=training)
         length = tf.shape(outputs)[1]
-        parts = [
-            tf.tile(part[:, tf.newaxis, :], tf.stack([1, length, 1]))
-            for part in self._user_parts(inputs["user"], training)
-        ]
-        queries = self.mlp(tf.concat([*parts, outputs], axis=-1))
+        user_parts = self._user_parts(inputs["user"], training)
+        text, keep_history = self._text_and_history_keep(inputs, training)
+        if text is not None:
+            # user_text may be [batch, L, dim] (a text per position) or [batch, dim]
+            if text.shape.rank == 2:
+                text = tf.tile(text[:, tf.newaxis, :], tf.stack([1, length, 1]))
+        parts = [tf.tile(part[:, tf.newaxis, :], tf.stack([1, length, 1])) for part in user_parts]
+        parts.append(outputs * keep_history[:, tf.newaxis, tf.newaxis])
+        if text is not None:
+            parts.append(self.text_part(text))
+        queries = self.mlp(tf.concat(parts, axis=-1))
         return zero_padding(self._output(queries), mask)
 
     def history_weights(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -221,4 +283,8 @@ class QueryTower(keras.Model):
             config["user_dropout"] = self.user_dropout
         if not self.normalize:
             config["normalize"] = False
+        if self.user_text_dim:
+            config["user_text_dim"] = self.user_text_dim
+            config["user_text_dropout"] = self.user_text_dropout
+            config["user_text_history_dropout"] = self.user_text_history_dropout
         return config

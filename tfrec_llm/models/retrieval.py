@@ -32,6 +32,9 @@ from tfrec_llm.models import replicas
 from tfrec_llm.models.query_tower import QueryTower
 from tfrec_llm.models.towers import ItemTower
 
+USER_TEXT_ITEMS = 5
+"""Recent items whose text stands for a warm user's own text in training (``recent_titles_text``)."""
+
 
 def _plain(value: Any) -> Any:
     """``value`` with Keras' tracking wrappers (``_DictWrapper``, ``ListWrapper``) made plain.
@@ -100,6 +103,16 @@ class TwoTowerModel(tfrs.Model):
             temperature=temperature, remove_accidental_hits=remove_accidental_hits, metrics=None
         )
         self.softmax_items: tf.Tensor | None = None
+        self.user_text_dim = self.query_tower.user_text_dim
+        if self.user_text_dim and (
+            self.item_tower._text_width != self.user_text_dim or self.item_tower.fine_tune_layers != 0
+        ):
+            raise ConfigError(
+                f"TwoTowerModel: the query tower's user_text_dim={self.user_text_dim} needs an item "
+                "tower with precomputed text vectors of that width (use_text, frozen BERT, "
+                f"text_dim={self.user_text_dim}); got text width {self.item_tower._text_width}, "
+                f"fine_tune_layers={self.item_tower.fine_tune_layers}"
+            )
 
     def restrict_softmax(self, items: np.ndarray | None) -> None:
         """Makes the full softmax range over ``items`` (catalog indices) only; None: all items.
@@ -131,19 +144,57 @@ class TwoTowerModel(tfrs.Model):
         return tf.reshape(embeddings, tf.concat([tf.shape(items), [-1]], axis=0))
 
     def query_from_history_embeddings(
-        self, user: tf.Tensor, history: tf.Tensor, history_embeddings: tf.Tensor, training: bool | None = None
+        self,
+        user: tf.Tensor,
+        history: tf.Tensor,
+        history_embeddings: tf.Tensor,
+        training: bool | None = None,
+        user_text: tf.Tensor | None = None,
     ) -> tf.Tensor:
-        """Query tower on precomputed [batch, length, dim] history embeddings."""
-        return self.query_tower(
-            {"user": user, "history": history_embeddings, "history_mask": history >= 0}, training=training
-        )
+        """Query tower on precomputed [batch, length, dim] history embeddings (and user-text vectors)."""
+        inputs = {"user": user, "history": history_embeddings, "history_mask": history >= 0}
+        if user_text is not None:
+            inputs["user_text"] = user_text
+        return self.query_tower(inputs, training=training)
 
-    def query_embedding(self, user: tf.Tensor, history: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        """[batch] user indices + [batch, length] item indices (-1 padded) -> [batch, dim]."""
+    def query_embedding(
+        self,
+        user: tf.Tensor,
+        history: tf.Tensor,
+        training: bool | None = None,
+        user_text: tf.Tensor | None = None,
+    ) -> tf.Tensor:
+        """[batch] user indices + [batch, length] item indices (-1 padded) -> [batch, dim].
+
+        ``user_text``: optional [batch, text_dim] BERT vectors of the users' own text (zero rows:
+        none), for a query tower with ``user_text_dim``; None = no user gave text.
+        """
         history = tf.cast(history, tf.int32)
         return self.query_from_history_embeddings(
-            user, history, self.embed_items(history, training), training
+            user, history, self.embed_items(history, training), training, user_text
         )
+
+    def recent_titles_text(self, history: tf.Tensor, per_position: bool = False) -> tf.Tensor:
+        """The synthetic user text of training: the items' own text vectors, last few items averaged.
+
+        A warm user has written no self-description, so in training the text of the last
+        ``USER_TEXT_ITEMS`` history items stands for one: the L2-normalised mean of their
+        precomputed BERT vectors (the item tower's text table), a cheap stand-in for encoding
+        their titles joined into one string (zeros where the history is empty).
+
+        Args:
+            history: [batch, L] catalog indices, left-padded with -1.
+            per_position: Return [batch, L, text_dim], position t averaging the items at
+                (t - USER_TEXT_ITEMS, t] (the next-item objective); else [batch, text_dim].
+        """
+        history = tf.cast(history, tf.int32)
+        mask = tf.cast(history >= 0, tf.float32)[..., tf.newaxis]
+        vectors = tf.gather(self.item_tower.text_table, tf.maximum(history, 0)) * mask
+        if not per_position:
+            return tf.math.l2_normalize(tf.reduce_sum(vectors[:, -USER_TEXT_ITEMS:], axis=1), axis=-1)
+        total = tf.cumsum(vectors, axis=1)
+        before = tf.pad(total, [[0, 0], [USER_TEXT_ITEMS, 0], [0, 0]])[:, : tf.shape(total)[1]]
+        return tf.math.l2_normalize(total - before, axis=-1)
 
     def candidate_embedding(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """[batch] catalog indices -> [batch, dim]."""
@@ -161,7 +212,8 @@ class TwoTowerModel(tfrs.Model):
         # over the whole catalog, which the full softmax needs anyway).
         catalog = self._catalog_for_loss(training)
         both = self._embed(tf.concat([history, item[:, tf.newaxis]], axis=1), catalog, training)
-        query = self.query_from_history_embeddings(features["user"], history, both[:, :-1], training=training)
+        text = self.recent_titles_text(history) if self.user_text_dim else None
+        query = self.query_from_history_embeddings(features["user"], history, both[:, :-1], training, text)
         return self._softmax_loss(query, item, both[:, -1], features["item_probability"], catalog)
 
     def _next_item_loss(self, features: dict[str, tf.Tensor], training: bool) -> tf.Tensor:
@@ -170,10 +222,10 @@ class TwoTowerModel(tfrs.Model):
         inputs, targets = sequence[:, :-1], sequence[:, 1:]
         catalog = self._catalog_for_loss(training)
         embedded = self._embed(sequence, catalog, training)
-        queries = self.query_tower.encode_positions(
-            {"user": features["user"], "history": embedded[:, :-1], "history_mask": inputs >= 0},
-            training=training,
-        )
+        tower_inputs = {"user": features["user"], "history": embedded[:, :-1], "history_mask": inputs >= 0}
+        if self.user_text_dim:
+            tower_inputs["user_text"] = self.recent_titles_text(inputs, per_position=True)
+        queries = self.query_tower.encode_positions(tower_inputs, training=training)
         valid = tf.logical_and(inputs >= 0, targets >= 0)
         return self._softmax_loss(
             tf.boolean_mask(queries, valid),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +24,8 @@ class TwoTowerScorer:
         batch_size: Users per query-tower call.
         hide_user_ids: Treat every user as unknown (the unknown-user row: no id, no profile),
             so the history alone makes the query, as for a logged-out user.
+        user_texts: user id -> [text_dim] BERT vector of the user's own text (a model with
+            ``model.user_text``); users missing here, or None, gave no text.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class TwoTowerScorer:
         name: str = "TwoTower",
         batch_size: int = 1024,
         hide_user_ids: bool = False,
+        user_texts: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.name = name
         self.hide_user_ids = hide_user_ids
@@ -40,6 +43,7 @@ class TwoTowerScorer:
         self.catalog = catalog
         self.batch_size = batch_size
         self.candidates = model.all_candidate_embeddings()
+        self.user_texts = dict(user_texts or {})
 
     def query_embeddings(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         """[n, dim] query embeddings of users (unknown ids use the unknown-user row)."""
@@ -47,11 +51,19 @@ class TwoTowerScorer:
         if self.hide_user_ids:
             users = np.full_like(users, self.catalog.num_users)
         padded = self.catalog.pad_histories(histories, self.model.history_length)
+        texts = None
+        if self.user_texts:
+            texts = np.zeros((len(users), self.model.user_text_dim), np.float32)
+            for row, user in enumerate(np.asarray(user_ids, dtype=object).tolist()):
+                if user in self.user_texts:
+                    texts[row] = self.user_texts[user]
         out = []
         for i in range(0, len(users), self.batch_size):
+            rows = slice(i, i + self.batch_size)
+            text = None if texts is None else tf.constant(texts[rows])
             out.append(
                 self.model.query_embedding(
-                    tf.constant(users[i : i + self.batch_size]), tf.constant(padded[i : i + self.batch_size])
+                    tf.constant(users[rows]), tf.constant(padded[rows]), user_text=text
                 ).numpy()
             )
         return np.concatenate(out) if out else np.zeros((0, self.candidates.shape[1]), np.float32)

@@ -159,7 +159,7 @@ class RankingModel(tfrs.Model):
         n = tf.shape(item_vectors)[1]
         users = tf.tile(user_vector[:, tf.newaxis, :], tf.stack([1, n, 1]))
         parts = [users, item_vectors, users * item_vectors]
-        if self.item_tower._with_categories:
+        if self.item_tower.use_categories and self.item_tower.num_categories > 0:
             parts.append(tf.gather(self.item_tower.category_table, tf.maximum(items, 0)))
         if self.use_retrieval_score:
             if retrieval_scores is None:

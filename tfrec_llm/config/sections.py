@@ -221,6 +221,13 @@ class ExportConfig:
         item_encoder: What the ``item_encoder`` SavedModel serves: ``teacher`` (the BERT of
             ``text.model_path``) or ``student`` (the distilled encoder that ``tfrec-llm
             distill`` trains into ``<train.model_dir>/student``).
+        ann: ``auto`` (default) ships a faiss ANN index of the candidate embeddings beside the
+            retrieval SavedModel (``<export_dir>/retrieval_ann/<version>/``, plus its
+            ``query_embedding`` signature) when the catalog has at least ``ann_min_items``
+            items; ``on`` always, ``off`` never. Brute force stays in the SavedModel either way.
+        ann_min_items: The ``auto`` threshold (benchmarks/results/ann.md).
+        ann_index: ``ivf_flat`` (default), ``hnsw`` (slow to build) or ``flat`` (exact).
+        ann_nprobe: IVF lists searched per query (recall against latency).
     """
 
     export_dir: str = "exports"
@@ -229,6 +236,10 @@ class ExportConfig:
     evidence_items: int = 0
     tf_serving_version: str = "2.20.0"
     item_encoder: str = "teacher"
+    ann: str = "auto"
+    ann_min_items: int = 1_000_000
+    ann_index: str = "ivf_flat"
+    ann_nprobe: int = 64
 
 
 @dataclasses.dataclass(frozen=True)

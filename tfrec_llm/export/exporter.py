@@ -5,7 +5,10 @@ Each version folder is checked before it is published (every op must exist in th
 real requests, so the server's first real request does not pay for graph initialisation.
 ``export_all`` also writes ``serving.env`` (``TF_SERVING_TAG=<export.tf_serving_version>``), the
 ``--env-file`` of ``serving/docker-compose.yml``, so the image that runs the export is the release
-it was checked against.
+it was checked against. When ``export.ann`` asks for it (``auto``: catalogs of at least
+``export.ann_min_items`` items), the retrieval SavedModel also gets the ``query_embedding``
+signature and a faiss index of its candidate embeddings is written to
+``<export_dir>/retrieval_ann/<version>/`` (`tfrec_llm.export.ann_index`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from tfrec_llm.atomic_io import write_json, write_text
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.data.catalog import Catalog
+from tfrec_llm.export.ann_index import build_index, index_folder, save_index, wants_index
 from tfrec_llm.export.models_config import write_models_config
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.saved_model import next_version, write_saved_model
@@ -44,6 +48,7 @@ class ExportResult:
     retrieval: str
     item_encoder: str | None
     models_config: str
+    ann_index: str | None = None
 
 
 SERVING_ENV = "serving.env"
@@ -77,23 +82,44 @@ def export_retrieval(
     export_dir: str,
     version: int | None = None,
 ) -> str:
-    """Publishes the retrieval SavedModel; returns its version folder."""
+    """Publishes the retrieval SavedModel; returns its version folder.
+
+    With an ANN index wanted (``export.ann``), the SavedModel gets the ``query_embedding``
+    signature too, and the index is built before and written after the SavedModel.
+    """
     module = RetrievalModule(
         model, catalog, histories, cfg.export.default_k, cfg.export.max_k, cfg.export.evidence_items
     )
+    signatures = {"serving_default": module.serve}
+    ann = None
+    if wants_index(cfg.export.ann, catalog.num_items, cfg.export.ann_min_items):
+        model_base = os.path.join(export_dir, RETRIEVAL)
+        version = next_version(model_base) if version is None else int(version)
+        ann = build_index(
+            module.candidates.numpy(),
+            catalog.item_ids,
+            version,
+            cfg.export.ann_index,
+            nprobe=cfg.export.ann_nprobe,
+            seed=cfg.train.seed,
+        )
+        signatures["query_embedding"] = module.query_embedding
     users = np.asarray(catalog.user_ids[:4], dtype=object).astype(bytes)
     warmup = [
         {"user_id": users},
         {"user_id": np.array([b"unknown-user"]), "k": np.array(5, np.int32)},
     ]
-    return write_saved_model(
+    folder = write_saved_model(
         module,
-        {"serving_default": module.serve},
+        signatures,
         export_dir,
         RETRIEVAL,
         version,
         _publish_check(RETRIEVAL, warmup, cfg.export.tf_serving_version),
     )
+    if ann is not None:
+        save_index(ann, export_dir)
+    return folder
 
 
 def export_item_encoder(
@@ -167,4 +193,5 @@ def export_all(
     names = [RETRIEVAL] + ([ITEM_ENCODER] if encoder else [])
     config = write_models_config(export_dir, names)
     write_serving_env(export_dir, cfg.export.tf_serving_version)
-    return ExportResult(retrieval, encoder, config)
+    ann = index_folder(export_dir, version)
+    return ExportResult(retrieval, encoder, config, ann if os.path.isdir(ann) else None)

@@ -29,6 +29,14 @@ Signature ``serving_default`` of the retrieval module:
                                                   it by candidate embedding, best first (ties:
                                                   the more recent); "" and 0.0 fill the slots
                                                   when the history holds fewer than e items
+Signature ``query_embedding`` (``RetrievalModule.query_embedding``; the exporter adds it when
+it ships an ANN index, `tfrec_llm.export.ann_index`), the same inputs but ``k``:
+    outputs: query_embedding   float32 [batch, dim]  the query tower's output, the vector the
+                                                     catalog is scored against (inner product)
+             used_fallback     bool [batch]          as above (the answer is then popularity)
+             excluded_rows     int32 [batch, m]      catalog rows (= index rows) the answer must
+                                                     leave out (seen, recent and excluded
+                                                     items), padded with -1
 Optional inputs are Python default arguments of the tf.function; TensorFlow records them in
 ``SignatureDef.defaults``, which TF Serving (and our local server) fill in when a request omits
 them. Python callers of ``loaded.signatures[...]`` pass every input.
@@ -141,7 +149,22 @@ class RetrievalModule(tf.Module):
         ) -> dict[str, tf.Tensor]:
             return self._recommend(user_id, recent_item_ids, exclude_item_ids, k)
 
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
+                tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+            ]
+        )
+        def query_embedding(
+            user_id: tf.Tensor, recent_item_ids: tf.Tensor = _NO_IDS, exclude_item_ids: tf.Tensor = _NO_IDS
+        ) -> dict[str, tf.Tensor]:
+            q = self._query(user_id, recent_item_ids, exclude_item_ids)
+            rows = self._excluded(q["users"], q["recent"], q["exclude"]).to_tensor(default_value=-1)
+            return {"query_embedding": q["query"], "used_fallback": q["fallback"], "excluded_rows": rows}
+
         self.serve = serve
+        self.query_embedding = query_embedding
 
     def _optional_ids(self, ids: tf.Tensor, batch: tf.Tensor, name: str) -> tf.Tensor:
         """Catalog indices of an optional [batch, n] id input; [batch, 0] when it was omitted."""
@@ -154,11 +177,9 @@ class RetrievalModule(tf.Module):
         idx = self.item_table.lookup(ids)
         return tf.cond(tf.equal(rows, 0), lambda: tf.fill([batch, 0], -1), lambda: idx)
 
-    def _recommend(
-        self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor
-    ) -> dict[str, tf.Tensor]:
+    def _query(self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor) -> dict:
+        """The query embedding of each user, with the lookups the rest of a request needs."""
         batch = tf.shape(user_id)[0]
-        num_items = tf.shape(self.candidates)[0]
         users = self.user_table.lookup(user_id)
         recent = self._optional_ids(recent_item_ids, batch, "recent_item_ids")
         exclude = self._optional_ids(exclude_item_ids, batch, "exclude_item_ids")
@@ -177,20 +198,39 @@ class RetrievalModule(tf.Module):
                 "history_mask": mask,
             }
         )
-        scores = tf.matmul(query, self.candidates, transpose_b=True)
         fallback = tf.logical_and(users >= self.num_users, tf.logical_not(tf.reduce_any(mask, axis=1)))
+        return {
+            "users": users,
+            "recent": recent,
+            "exclude": exclude,
+            "history": history,
+            "query": query,
+            "fallback": fallback,
+        }
+
+    def _excluded(self, users: tf.Tensor, recent: tf.Tensor, exclude: tf.Tensor) -> tf.RaggedTensor:
+        """[batch, (m)] catalog rows to leave out: seen, recent and excluded items (-1 dropped)."""
+        seen = tf.RaggedTensor.from_row_splits(self.seen_values, self.seen_splits)
+        excluded = tf.concat(
+            [tf.gather(seen, users), tf.RaggedTensor.from_tensor(tf.concat([recent, exclude], axis=1))],
+            axis=1,
+        )
+        return tf.ragged.boolean_mask(excluded, excluded >= 0)
+
+    def _recommend(
+        self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        batch = tf.shape(user_id)[0]
+        num_items = tf.shape(self.candidates)[0]
+        q = self._query(user_id, recent_item_ids, exclude_item_ids)
+        query, fallback, history = q["query"], q["fallback"], q["history"]
+        scores = tf.matmul(query, self.candidates, transpose_b=True)
         popular = tf.broadcast_to(self.popularity[tf.newaxis, :], tf.shape(scores))
         scores = tf.where(fallback[:, tf.newaxis], popular, scores)
 
-        seen = tf.RaggedTensor.from_row_splits(self.seen_values, self.seen_splits)
-        seen_rows = tf.gather(seen, users)
-        excluded = tf.concat(
-            [seen_rows, tf.RaggedTensor.from_tensor(tf.concat([recent, exclude], axis=1))], axis=1
-        )
+        excluded = self._excluded(q["users"], q["recent"], q["exclude"])
         row_ids = tf.cast(excluded.value_rowids(), tf.int32)
-        cols = excluded.flat_values
-        valid = cols >= 0
-        indices = tf.stack([tf.boolean_mask(row_ids, valid), tf.boolean_mask(cols, valid)], axis=1)
+        indices = tf.stack([row_ids, excluded.flat_values], axis=1)
         hit = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.bool), tf.stack([batch, num_items]))
         scores = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
 

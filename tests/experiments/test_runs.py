@@ -228,3 +228,18 @@ def test_a_killed_run_is_unfinished_until_it_is_resumed(tiny_dataset, tmp_path, 
     assert not os.path.exists(os.path.join(directory, "model.weights.h5"))
     _, info = load_or_train(cfg, prepared, "id", verbose=0)  # `train` finishes it from backup/
     assert run_status(directory) == "finished" and info["epochs_run"] == 2
+
+
+def test_a_field_added_to_the_config_after_the_run_takes_its_default(trained):
+    cfg, prepared, first, directory = trained
+    path = os.path.join(directory, "training_config.json")
+    with open(path) as f:
+        recorded = json.load(f)
+    del recorded["model"]["user_dropout"]  # as if recorded before the field existed
+    assert "strategy" not in recorded["train"]  # one device or many: the same model
+    with open(path, "w") as f:
+        json.dump(recorded, f)
+    _, again = load_or_train(cfg, prepared, "id", verbose=0)
+    assert again == first
+    with pytest.raises(StaleRunError, match=r"model\.user_dropout: 0\.0 -> 0\.5"):
+        load_or_train(replace(cfg, model__user_dropout=0.5), prepared, "id", verbose=0)

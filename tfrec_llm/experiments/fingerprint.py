@@ -51,6 +51,7 @@ def training_fingerprint(cfg: ExperimentConfig, prepared: Prepared | None = None
     """What decides a trained model (not where files go): config sections, and the data hash."""
     values = config_to_dict(cfg)
     values["train"].pop("model_dir", None)
+    values["train"].pop("strategy", None)  # the same model on one device or many (tests/training)
     values["text"].pop("cache_dir", None)
     values["text"].pop("batch_size", None)
     out: dict[str, Any] = {key: values[key] for key in ("data", "text", "model", "train")}
@@ -108,6 +109,21 @@ def _file_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 f"{role} file {b['path']} ({a['bytes']} -> {b['bytes']} bytes, modified "
                 f"{_when(a['mtime'])} -> {_when(b['mtime'])})"
             )
+    return out
+
+
+def with_new_fields(old: dict[str, Any]) -> dict[str, Any]:
+    """A recorded fingerprint completed with the fields added to the config since it was recorded.
+
+    A new config field is introduced with a default that keeps the old behaviour, so a run
+    recorded before the field existed was trained as that default: the field takes it here.
+    A field the run did record is never replaced.
+    """
+    defaults = training_fingerprint(ExperimentConfig())
+    out = dict(old)
+    for section, fields in defaults.items():
+        if isinstance(fields, dict) and isinstance(old.get(section), dict):
+            out[section] = {**fields, **old[section]}
     return out
 
 

@@ -51,6 +51,7 @@ from tfrec_llm.experiments.fingerprint import (
     file_fingerprints,
     stale_reasons,
     training_fingerprint,
+    with_new_fields,
 )
 from tfrec_llm.experiments.prepare import Prepared, streamed_examples
 from tfrec_llm.models.retrieval import TwoTowerModel
@@ -269,7 +270,7 @@ def _check_not_stale(directory: str, fingerprint: dict[str, Any], data: DataConf
                 f"cannot be checked. {WAYS_OUT}"
             )
         return
-    old = _read_json(marker)
+    old = with_new_fields(_read_json(marker))
     if old != fingerprint:
         files_path = os.path.join(directory, DATA_FILES)
         old_files = _read_json(files_path) if os.path.exists(files_path) else None

@@ -214,3 +214,27 @@ def test_retrieval_score_feature_is_required_when_configured(trained):
         query, np.array([[1, 2], [3, 4]], np.int32), np.full((2, 2), 5.0, np.float32)
     )
     assert not np.allclose(low.numpy(), high.numpy())  # the score reaches the output
+
+
+def test_listwise_and_click_losses_equal_their_numpy_formulas(trained):
+    _, catalog, _, _, test = trained
+    query = {"user": test["user"][:4], "history": test["history"][:4]}
+    listwise = build_ranking_model(_config(objective="listwise", list_size=3), catalog)
+    labels = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 2, 2]], np.float32)
+    batch = {
+        **query,
+        "item": np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9], [0, 10, 20]], np.int32),
+        "label": labels,
+    }
+    scores = listwise(batch).numpy()
+    target = labels / labels.sum(axis=1, keepdims=True)  # the last list: half on each of two items
+    expected = np.mean(-(target * _log_softmax(scores)).sum(axis=1))
+    np.testing.assert_allclose(float(listwise.compute_loss(batch)), expected, rtol=1e-5)
+
+    clicks = build_ranking_model(_config(objective="ctr"), catalog)
+    batch = {**query, "item": np.array([1, 2, 3, 4], np.int32), "label": np.array([1, 0, 1, 0], np.float32)}
+    logits = clicks(batch).numpy().astype(np.float64)
+    probability = 1.0 / (1.0 + np.exp(-logits))
+    label = batch["label"]
+    expected = np.mean(-(label * np.log(probability) + (1 - label) * np.log(1 - probability)))
+    np.testing.assert_allclose(float(clicks.compute_loss(batch)), expected, rtol=1e-4)

@@ -117,6 +117,13 @@ def add_subcommands(subparsers: Any) -> None:
         "(no model), an http(s):// URL of a text service, or a local transformers model folder; "
         "text naming a title, genre or year absent from the evidence is replaced by the template",
     )
+    p.add_argument(
+        "--user-text",
+        default=None,
+        metavar="TEXT",
+        help="the user's own words, e.g. 'animated films and space operas' (a model trained with "
+        "model.user_text: true), given to every --user; a new user id plus a text is a cold user",
+    )
     options.add_variant(p)
     p.set_defaults(handler=recommend)
 
@@ -210,7 +217,8 @@ def recommend(args: argparse.Namespace) -> int:
     """``tfrec-llm recommend``: in-process top-K with the exported graph's code."""
     exp = _experiment(args)
     users = [str(u) for u in args.user]
-    answers = exp.recommend(users, args.k, args.variant, train_missing=False)
+    user_text = getattr(args, "user_text", None)
+    answers = exp.recommend(users, args.k, args.variant, train_missing=False, user_text=user_text)
     titles = exp.prepare("loo", with_text=variant_uses_text(args.variant)).titles
     text_spec = getattr(args, "explain_text", None)
     if not (getattr(args, "explain", False) or text_spec):

@@ -33,7 +33,7 @@ from tfrec_llm.experiments.publish import export_variant
 from tfrec_llm.experiments.reports import evaluate_protocols, test_table
 from tfrec_llm.experiments.runs import load_or_train, require_trained
 from tfrec_llm.export.exporter import ExportResult
-from tfrec_llm.export.serving_module import RetrievalModule
+from tfrec_llm.export.serving_module import RetrievalModule, user_text_encoder
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.scorer import TwoTowerScorer
 
@@ -55,6 +55,24 @@ class Evaluation:
 
     records: list[dict[str, Any]]
     table: str
+
+
+MAX_USER_TEXT_CHARS = 2000
+"""Longest user text ``recommend`` takes (BERT reads only its first ``text.max_length`` tokens)."""
+
+
+def check_user_text(text: str) -> None:
+    """Raises ConfigError unless ``text`` is a non-blank string of at most MAX_USER_TEXT_CHARS."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(
+            f"--user-text {text!r} is empty; describe the user in words, e.g. "
+            "--user-text 'animated films and space operas'."
+        )
+    if len(text) > MAX_USER_TEXT_CHARS:
+        raise ConfigError(
+            f"--user-text has {len(text)} characters, more than {MAX_USER_TEXT_CHARS}; the "
+            "encoder reads only the first text.max_length tokens, so give a short description."
+        )
 
 
 class Experiment:
@@ -150,28 +168,47 @@ class Experiment:
         return export_variant(self.config, prepared, variant, export_dir, version, self.verbose, if_missing)
 
     def recommend(
-        self, users: Sequence[str], k: int = 10, variant: str = "bert", train_missing: bool = True
+        self,
+        users: Sequence[str],
+        k: int = 10,
+        variant: str = "bert",
+        train_missing: bool = True,
+        user_text: str | None = None,
     ) -> Recommendations:
         """Top-``k`` items for ``users``, in process, with the graph that is exported.
 
         An unknown user id gets the most popular unseen items (with a warning), as the served
-        model does. A ``k`` above ``min(export.max_k, catalog size)`` is capped, with a warning
-        that says so.
+        model does, unless ``user_text`` describes them. A ``k`` above ``min(export.max_k,
+        catalog size)`` is capped, with a warning that says so.
+
+        ``user_text`` (a model trained with ``model.user_text``) is the users' own words, e.g.
+        "I like animated films and space operas", given to every user of ``users``.
 
         Raises:
-            ConfigError: If ``k < 1`` (before any data is read).
+            ConfigError: If ``k < 1`` or ``user_text`` is empty or too long (before any data is
+                read), or the model does not read user text.
             MissingRunError: With ``train_missing=False``, if the model is not trained yet
                 (before any data is read).
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigError(f"k={k!r}; expected an integer >= 1 (how many items to recommend per user).")
+        if user_text is not None:
+            check_user_text(user_text)
         if not train_missing:
             require_trained(self.config, [("loo", variant)], "recommend")
         prepared = self.prepare("loo", with_text=variant_uses_text(variant))
         model = self._model(variant, "loo", train_missing)
+        if user_text is not None and not model.user_text_dim:
+            raise ConfigError(
+                f"--user-text: the {variant!r} model does not read user text; train it with "
+                "model.user_text: true (--set model.user_text=true)."
+            )
         histories = known_histories(prepared)
         export = self.config.export
-        module = RetrievalModule(model, prepared.catalog, histories, export.default_k, export.max_k)
+        encoder = user_text_encoder(self.config.text) if model.user_text_dim else None
+        module = RetrievalModule(
+            model, prepared.catalog, histories, export.default_k, export.max_k, 0, encoder
+        )
         if k > module.max_k:
             logger.warning(
                 "k=%d is more than can be returned: returning %d items per user (the catalog holds "
@@ -183,12 +220,15 @@ class Experiment:
             )
         users = [str(u) for u in users]
         for user in users:
-            if user not in histories:
+            if user not in histories and user_text is None:
                 logger.warning(
                     "user %r is unknown to the model: recommending the most popular unseen items", user
                 )
         none = tf.zeros([0, 0], tf.string)
-        out = module.serve(tf.constant(users), none, none, tf.constant(k, tf.int32))
+        args = [tf.constant(users), none, none, tf.constant(k, tf.int32)]
+        if model.user_text_dim:
+            args.append(tf.constant([user_text or ""] * len(users)))
+        out = module.serve(*args)
         ids: np.ndarray = out["item_ids"].numpy()
         scores: np.ndarray = out["scores"].numpy()
         return [

@@ -27,7 +27,7 @@ from tfrec_llm.export.ann_index import build_index, index_folder, save_index, wa
 from tfrec_llm.export.models_config import write_models_config
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.saved_model import next_version, write_saved_model
-from tfrec_llm.export.serving_module import ItemEncoderModule, RetrievalModule
+from tfrec_llm.export.serving_module import ItemEncoderModule, RetrievalModule, user_text_encoder
 from tfrec_llm.export.warmup import write_warmup_requests
 from tfrec_llm.models.retrieval import TwoTowerModel
 
@@ -88,7 +88,13 @@ def export_retrieval(
     signature too, and the index is built before and written after the SavedModel.
     """
     module = RetrievalModule(
-        model, catalog, histories, cfg.export.default_k, cfg.export.max_k, cfg.export.evidence_items
+        model,
+        catalog,
+        histories,
+        cfg.export.default_k,
+        cfg.export.max_k,
+        cfg.export.evidence_items,
+        user_text_encoder(cfg.text) if model.user_text_dim else None,
     )
     signatures = {"serving_default": module.serve}
     ann = None
@@ -109,6 +115,8 @@ def export_retrieval(
         {"user_id": users},
         {"user_id": np.array([b"unknown-user"]), "k": np.array(5, np.int32)},
     ]
+    if model.user_text_dim:
+        warmup.append({"user_id": np.array([b"unknown-user"]), "user_text": np.array([b"animated films"])})
     folder = write_saved_model(
         module,
         signatures,

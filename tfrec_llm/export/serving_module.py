@@ -13,6 +13,12 @@ Signature ``serving_default`` of the retrieval module:
                                                   the last history_length items are kept);
                                                   default shape [0, 0] = none
              exclude_item_ids  string [batch, m]  optional: more items to exclude; default [0, 0]
+             user_text         string [batch]     optional, only when the model reads user text
+                                                  (``model.user_text``): the user's own words
+                                                  (a self-description, or a few titles),
+                                                  tokenized and embedded in the graph by the
+                                                  item texts' BERT (classic TF Text ops); ""
+                                                  = none for that user; default shape [0] = none
              k                 int32 []           optional: default ``default_k``; k <= 0 fails
                                                   with INVALID_ARGUMENT ("k must be >= 1");
                                                   k > max_k (= min(export.max_k, catalog
@@ -21,7 +27,8 @@ Signature ``serving_default`` of the retrieval module:
     outputs: item_ids          string [batch, k]
              scores            float32 [batch, k]
              used_fallback     bool [batch]       true where the user was unknown and had no
-                                                  history: the answer is the popularity ranking
+                                                  history (and no user_text): the answer is the
+                                                  popularity ranking
              evidence_item_ids string [batch, k, e]  only with ``evidence_items`` = e > 0
              evidence_scores   float32 [batch, k, e] (``export.evidence_items``): per recommended
                                                   item, the e distinct history items (of the
@@ -49,12 +56,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfrec_llm.config import TextConfig
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.text.encoder import TextEncoder
 
 _NO_IDS = tf.zeros([0, 0], tf.string)
+_NO_TEXT = tf.zeros([0], tf.string)
 _K_MESSAGE = "k must be >= 1 (the number of items to return per user)"
 
 
@@ -78,9 +87,12 @@ class RetrievalModule(tf.Module):
         max_k: Cap on ``k``.
         evidence_items: e > 0 adds the ``evidence_item_ids`` / ``evidence_scores`` outputs
             (capped at ``history_length``); 0 (default) leaves the signature without them.
+        text_encoder: The item texts' encoder, for a model whose query tower reads user text
+            (``model.user_text_dim``): adds the optional ``user_text`` input to ``serve``.
 
     Raises:
-        ConfigError: If ``evidence_items`` is negative.
+        ConfigError: If ``evidence_items`` is negative, or ``text_encoder`` is missing for a
+            model that reads user text (or given for one that does not).
     """
 
     def __init__(
@@ -91,8 +103,15 @@ class RetrievalModule(tf.Module):
         default_k: int = 10,
         max_k: int = 100,
         evidence_items: int = 0,
+        text_encoder: TextEncoder | None = None,
     ) -> None:
         super().__init__(name="retrieval")
+        if bool(model.user_text_dim) != (text_encoder is not None):
+            raise ConfigError(
+                f"RetrievalModule: the model's user_text_dim is {model.user_text_dim}; pass the item "
+                "texts' TextEncoder as text_encoder exactly when it is > 0 (model.user_text)."
+            )
+        self.text_encoder = text_encoder
         if evidence_items < 0:
             raise ConfigError(
                 f"export.evidence_items={evidence_items}; expected 0 (off) or a positive count."
@@ -149,6 +168,26 @@ class RetrievalModule(tf.Module):
         ) -> dict[str, tf.Tensor]:
             return self._recommend(user_id, recent_item_ids, exclude_item_ids, k)
 
+        if text_encoder is not None:  # the same signature plus the optional user_text
+
+            @tf.function(
+                input_signature=[
+                    tf.TensorSpec([None], tf.string, name="user_id"),
+                    tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
+                    tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+                    tf.TensorSpec([], tf.int32, name="k"),
+                    tf.TensorSpec([None], tf.string, name="user_text"),
+                ]
+            )
+            def serve(  # noqa: F811
+                user_id: tf.Tensor,
+                recent_item_ids: tf.Tensor = _NO_IDS,
+                exclude_item_ids: tf.Tensor = _NO_IDS,
+                k: tf.Tensor = default_k_tensor,
+                user_text: tf.Tensor = _NO_TEXT,
+            ) -> dict[str, tf.Tensor]:
+                return self._recommend(user_id, recent_item_ids, exclude_item_ids, k, user_text)
+
         @tf.function(
             input_signature=[
                 tf.TensorSpec([None], tf.string, name="user_id"),
@@ -177,7 +216,31 @@ class RetrievalModule(tf.Module):
         idx = self.item_table.lookup(ids)
         return tf.cond(tf.equal(rows, 0), lambda: tf.fill([batch, 0], -1), lambda: idx)
 
-    def _query(self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor) -> dict:
+    def _user_text(self, user_text: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+        """[batch, text_dim] BERT vectors of the users' texts; zero rows where "" (or omitted)."""
+        rows = tf.shape(user_text)[0]
+        tf.debugging.assert_equal(
+            tf.logical_or(tf.equal(rows, 0), tf.equal(rows, batch)),
+            True,
+            message="user_text must have one entry per user_id (or be omitted)",
+        )
+        texts = tf.cond(tf.equal(rows, 0), lambda: tf.fill([batch], ""), lambda: user_text)
+        given = tf.not_equal(tf.strings.strip(texts), "")
+        dim = self.query_tower.user_text_dim
+        vectors = tf.cond(
+            tf.reduce_any(given),  # BERT runs only when some user wrote something
+            lambda: tf.reshape(tf.cast(self.text_encoder(texts), tf.float32), [-1, dim]),
+            lambda: tf.zeros([batch, dim]),
+        )
+        return vectors * tf.cast(given, tf.float32)[:, tf.newaxis]
+
+    def _query(
+        self,
+        user_id: tf.Tensor,
+        recent_item_ids: tf.Tensor,
+        exclude_item_ids: tf.Tensor,
+        user_text: tf.Tensor | None = None,
+    ) -> dict:
         """The query embedding of each user, with the lookups the rest of a request needs."""
         batch = tf.shape(user_id)[0]
         users = self.user_table.lookup(user_id)
@@ -191,14 +254,17 @@ class RetrievalModule(tf.Module):
         order = tf.argsort(tf.cast(history >= 0, tf.int32), axis=1, stable=True)
         history = tf.gather(history, order, batch_dims=1)[:, -self.history_length :]
         mask = history >= 0
-        query = self.query_tower(
-            {
-                "user": users,
-                "history": tf.gather(self.candidates, tf.maximum(history, 0)),
-                "history_mask": mask,
-            }
-        )
-        fallback = tf.logical_and(users >= self.num_users, tf.logical_not(tf.reduce_any(mask, axis=1)))
+        inputs = {
+            "user": users,
+            "history": tf.gather(self.candidates, tf.maximum(history, 0)),
+            "history_mask": mask,
+        }
+        evidence = tf.reduce_any(mask, axis=1)
+        if user_text is not None:
+            inputs["user_text"] = self._user_text(user_text, batch)
+            evidence = tf.logical_or(evidence, tf.reduce_any(tf.not_equal(inputs["user_text"], 0.0), axis=1))
+        query = self.query_tower(inputs)
+        fallback = tf.logical_and(users >= self.num_users, tf.logical_not(evidence))
         return {
             "users": users,
             "recent": recent,
@@ -218,11 +284,16 @@ class RetrievalModule(tf.Module):
         return tf.ragged.boolean_mask(excluded, excluded >= 0)
 
     def _recommend(
-        self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor
+        self,
+        user_id: tf.Tensor,
+        recent_item_ids: tf.Tensor,
+        exclude_item_ids: tf.Tensor,
+        k: tf.Tensor,
+        user_text: tf.Tensor | None = None,
     ) -> dict[str, tf.Tensor]:
         batch = tf.shape(user_id)[0]
         num_items = tf.shape(self.candidates)[0]
-        q = self._query(user_id, recent_item_ids, exclude_item_ids)
+        q = self._query(user_id, recent_item_ids, exclude_item_ids, user_text)
         query, fallback, history = q["query"], q["fallback"], q["history"]
         scores = tf.matmul(query, self.candidates, transpose_b=True)
         popular = tf.broadcast_to(self.popularity[tf.newaxis, :], tf.shape(scores))
@@ -268,6 +339,15 @@ class RetrievalModule(tf.Module):
         items = tf.gather(recent_first, best.indices, batch_dims=1)
         ids = tf.where(found, tf.gather(self.item_ids, tf.maximum(items, 0)), tf.fill(tf.shape(items), ""))
         return ids, tf.where(found, best.values, tf.zeros_like(best.values))
+
+
+def user_text_encoder(text: TextConfig) -> TextEncoder:
+    """The item texts' encoder (``text`` section: BERT folder, max length, pooling), for user text."""
+    from tfrec_llm.text.bert_loader import default_model_path
+
+    return TextEncoder(
+        text.model_path or default_model_path(), max_length=text.max_length, pooling=text.pooling
+    )
 
 
 class ItemEncoderModule(tf.Module):

@@ -54,6 +54,7 @@ def check_ranking(cfg: RankingConfig) -> None:
         (cfg.list_size >= 2, "list_size", cfg.list_size, "an integer >= 2 (one positive + negatives)"),
         (cfg.retrieval_weight >= 0.0, "retrieval_weight", cfg.retrieval_weight, "a weight >= 0"),
         (cfg.ranking_weight >= 0.0, "ranking_weight", cfg.ranking_weight, "a weight >= 0"),
+        (cfg.num_candidates >= 1, "num_candidates", cfg.num_candidates, "an integer >= 1 (e.g. 100)"),
         (
             cfg.retrieval_weight + cfg.ranking_weight > 0.0,
             "ranking_weight",

@@ -32,6 +32,8 @@ class RankingConfig:
         list_size: ``listwise``: candidates per list (the positive + sampled negatives).
         retrieval_weight: Multitask model: weight of the retrieval loss.
         ranking_weight: Multitask model: weight of the ranking loss.
+        num_candidates: Two-stage recommendation: N, the retrieved candidates the ranking
+            model re-ranks before the top K is returned (``recommend`` signature, CLI).
     """
 
     objective: str = "rating"
@@ -45,6 +47,7 @@ class RankingConfig:
     list_size: int = 10
     retrieval_weight: float = 1.0
     ranking_weight: float = 1.0
+    num_candidates: int = 100
 
     def __post_init__(self) -> None:
         check_ranking(self)

@@ -1,0 +1,172 @@
+"""The ``ranking`` serving graph: retrieve N, rank them, return the top K, from raw strings.
+
+`TwoStageModule` holds a `RetrievalModule` (the first stage: string tables, candidate
+embeddings, stored histories, seen items, popularity) and the trained `RankingModel` (the
+second stage), so that one SavedModel answers a request in one graph.
+
+Signature ``recommend`` (also ``serving_default``):
+    inputs:  user_id          string [batch]
+             recent_item_ids  string [batch, n]  optional, as the retrieval signature's
+             exclude_item_ids string [batch, m]  optional, as the retrieval signature's
+             k                int32 []           optional: default ``default_k``; k <= 0 fails
+                                                 with INVALID_ARGUMENT ("k must be >= 1");
+                                                 capped at min(max_k, num_candidates, catalog)
+    outputs: item_ids         string [batch, k]   the ranking model's top k of the N retrieved
+             scores           float32 [batch, k]  the ranking model's scores (-inf for slots
+                                                  filled by excluded items, tiny catalogs only)
+             retrieval_scores float32 [batch, k]  the same items' first-stage scores
+             used_fallback    bool [batch]        unknown user without history: the answer is
+                                                  the popularity ranking, not re-ranked (the
+                                                  ranking model knows nothing of them either)
+
+Signature ``score``: ``user_id`` [batch], ``item_ids`` string [batch, n] (and the optional
+``recent_item_ids``) -> ``scores`` float32 [batch, n], the ranking model's score of each pair;
+item ids not in the catalog score -inf.
+
+The retrieval stage is exactly the retrieval signature's (same exclusion of seen, recent and
+excluded items); its top N (``num_candidates``, default ``export.num_candidates`` = 100) and
+their scores go to ``RankingModel.score_candidates`` with the user's index (OOV row for unknown
+users) and the same history window the query tower read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec_llm.data.catalog import Catalog
+from tfrec_llm.errors import ConfigError
+from tfrec_llm.export.serving_module import _K_MESSAGE, _NO_IDS, RetrievalModule
+from tfrec_llm.models.ranking import RankingModel
+from tfrec_llm.models.retrieval import TwoTowerModel
+
+DEFAULT_NUM_CANDIDATES = 100
+"""N, the candidates the first stage hands to the ranking model."""
+
+
+class TwoStageModule(tf.Module):
+    """Retrieval of N candidates, then ranking of them, for raw user ids.
+
+    Args:
+        model: Trained two-tower (retrieval) model.
+        ranking_model: Trained ranking model of the same catalog.
+        catalog: The catalog both were trained on.
+        histories: user id -> chronological item ids (as `RetrievalModule`'s).
+        default_k: K when a request does not send ``k``.
+        max_k: Cap on ``k``.
+        num_candidates: N, the retrieved candidates that are ranked.
+
+    Raises:
+        ConfigError: If ``num_candidates`` < 1, or the model reads user text (not served by
+            the two-stage graph yet).
+    """
+
+    def __init__(
+        self,
+        model: TwoTowerModel,
+        ranking_model: RankingModel,
+        catalog: Catalog,
+        histories: Mapping[str, Sequence[str]],
+        default_k: int = 10,
+        max_k: int = 100,
+        num_candidates: int = DEFAULT_NUM_CANDIDATES,
+    ) -> None:
+        super().__init__(name="ranking")
+        if isinstance(num_candidates, bool) or int(num_candidates) < 1:
+            raise ConfigError(
+                f"export.num_candidates={num_candidates!r}; expected an integer >= 1 (the retrieved "
+                "candidates the ranking model re-ranks, e.g. 100)."
+            )
+        if model.user_text_dim:
+            raise ConfigError(
+                "the two-stage (ranking) export does not serve model.user_text yet; export the "
+                "retrieval model alone, or train without model.user_text."
+            )
+        self.retrieval = RetrievalModule(model, catalog, histories, default_k, max_k)
+        self.ranking_model = ranking_model
+        self.num_candidates = min(int(num_candidates), catalog.num_items)
+        self.max_k = min(int(max_k), self.num_candidates)
+        self.default_k = default_k
+        default_k_tensor = tf.constant(default_k, tf.int32)
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
+                tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+                tf.TensorSpec([], tf.int32, name="k"),
+            ]
+        )
+        def recommend(
+            user_id: tf.Tensor,
+            recent_item_ids: tf.Tensor = _NO_IDS,
+            exclude_item_ids: tf.Tensor = _NO_IDS,
+            k: tf.Tensor = default_k_tensor,
+        ) -> dict[str, tf.Tensor]:
+            return self._recommend(user_id, recent_item_ids, exclude_item_ids, k)
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None, None], tf.string, name="item_ids"),
+                tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
+            ]
+        )
+        def score(user_id: tf.Tensor, item_ids: tf.Tensor, recent_item_ids: tf.Tensor = _NO_IDS) -> dict:
+            return {"scores": self._score(user_id, item_ids, recent_item_ids)}
+
+        self.recommend = recommend
+        self.score = score
+
+    def _retrieval_scores(self, q: dict) -> tf.Tensor:
+        """[batch, num_items] first-stage scores: cosine, or popularity for fallback users."""
+        scores = tf.matmul(q["query"], self.retrieval.candidates, transpose_b=True)
+        popular = tf.broadcast_to(self.retrieval.popularity[tf.newaxis, :], tf.shape(scores))
+        return tf.where(q["fallback"][:, tf.newaxis], popular, scores)
+
+    def _recommend(
+        self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        batch = tf.shape(user_id)[0]
+        retrieval = self.retrieval
+        q = retrieval._query(user_id, recent_item_ids, exclude_item_ids)
+        scores = self._retrieval_scores(q)
+        excluded = retrieval._excluded(q["users"], q["recent"], q["exclude"])
+        indices = tf.stack([tf.cast(excluded.value_rowids(), tf.int32), excluded.flat_values], axis=1)
+        num_items = tf.shape(retrieval.candidates)[0]
+        hit = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.bool), tf.stack([batch, num_items]))
+        scores = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
+        tf.debugging.assert_positive(k, message=_K_MESSAGE)
+
+        first = tf.math.top_k(scores, k=self.num_candidates)  # stage 1: N candidates
+        usable = tf.math.is_finite(first.values)
+        features = {"user": q["users"], "history": q["history"]}
+        safe_scores = tf.where(usable, first.values, tf.zeros_like(first.values))
+        ranked = self.ranking_model.score_candidates(features, first.indices, safe_scores, training=False)
+        ranked = tf.cast(ranked, tf.float32)
+        # fallback users keep the popularity order; excluded slots stay last
+        ranked = tf.where(q["fallback"][:, tf.newaxis], first.values, ranked)
+        ranked = tf.where(usable, ranked, tf.fill(tf.shape(ranked), -np.inf))
+        second = tf.math.top_k(ranked, k=tf.minimum(k, self.max_k))  # stage 2: top K of N
+        rows = tf.gather(first.indices, second.indices, batch_dims=1)
+        return {
+            "item_ids": tf.gather(retrieval.item_ids, rows),
+            "scores": second.values,
+            "retrieval_scores": tf.gather(first.values, second.indices, batch_dims=1),
+            "used_fallback": q["fallback"],
+        }
+
+    def _score(self, user_id: tf.Tensor, item_ids: tf.Tensor, recent_item_ids: tf.Tensor) -> tf.Tensor:
+        retrieval = self.retrieval
+        q = retrieval._query(user_id, recent_item_ids, _NO_IDS)
+        items = retrieval.item_table.lookup(item_ids)
+        known = items >= 0
+        items = tf.maximum(items, 0)
+        first = tf.gather(self._retrieval_scores(q), items, batch_dims=1)
+        features = {"user": q["users"], "history": q["history"]}
+        ranked = tf.cast(
+            self.ranking_model.score_candidates(features, items, first, training=False), tf.float32
+        )
+        return tf.where(known, ranked, tf.fill(tf.shape(ranked), -np.inf))

@@ -32,6 +32,7 @@ from tfrec_llm.models.multitask import MultitaskModel
 from tfrec_llm.models.query_tower import QueryTower
 from tfrec_llm.models.ranking import RankingModel
 from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.models.text_adaptors import AlignmentLoss, TextMoEAdaptor, TextWhitening
 from tfrec_llm.models.towers import ItemTower
 from tfrec_llm.text.encoder import TextEncoder
 from tfrec_llm.text.pooling import MaskedMeanPooling
@@ -109,6 +110,45 @@ def _item_tower(bert_dir: str, vocab: list[str]) -> Case:
     categories = np.array([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0]], np.float32)
     tower.set_tables(np.array([1, 2, 3, 0, 0]), rng.normal(size=(5, 3)), categories)
     return tower, arguments, (np.array([[0, 4], [2, -1]], np.int32),)
+
+
+def _text_whitening(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {"dim": 3, "epsilon": 0.01, "name": "whitening"}
+    layer = TextWhitening(**arguments)
+    layer.adapt(np.random.default_rng(20).normal(size=(8, 3)))
+    return layer, arguments, (np.random.default_rng(21).normal(size=(2, 3)).astype(np.float32),)
+
+
+def _text_moe_adaptor(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {"experts": 3, "units": 2, "activation": "gelu", "name": "moe"}
+    return (
+        TextMoEAdaptor(**arguments),
+        arguments,
+        (np.random.default_rng(22).normal(size=(4, 3)).astype(np.float32),),
+    )
+
+
+def _alignment_loss(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {"weight": 0.5, "kind": "mse", "name": "alignment"}
+    rng = np.random.default_rng(23)
+    text, ids = (rng.normal(size=(3, 2)).astype(np.float32) for _ in range(2))
+    return AlignmentLoss(**arguments), arguments, (text, ids)
+
+
+def _adapted_item_tower(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "num_items": 6,
+        "item_vocab_size": 4,
+        "text_dim": 3,
+        "embedding_dim": 4,
+        "text_projection_dim": 5,
+        "text_whitening": True,
+        "text_experts": 2,
+        "name": "adapted_items",
+    }
+    tower = ItemTower(**arguments)
+    tower.set_tables(np.array([1, 2, 3, 0, 0, 1]), np.random.default_rng(24).normal(size=(6, 3)))
+    return tower, arguments, (np.array([[0, 4], [5, -1]], np.int32),)
 
 
 def _fine_tuned_item_tower(bert_dir: str, vocab: list[str]) -> Case:
@@ -200,6 +240,7 @@ def _two_tower_model(bert_dir: str, vocab: list[str]) -> Case:
         "history_length": 3,
         "temperature": 0.2,
         "logq_correction": False,
+        "text_alignment": 0.3,
         "name": "two_tower",
     }
     model = TwoTowerModel(**arguments)
@@ -354,6 +395,10 @@ CASES: dict[str, Callable[[str, list[str]], Case]] = {
     "CausalAttentionEncoder": _causal_attention_encoder,
     "ItemTower": _item_tower,
     "ItemTower/fine-tuned": _fine_tuned_item_tower,
+    "ItemTower/adapted": _adapted_item_tower,
+    "TextWhitening": _text_whitening,
+    "TextMoEAdaptor": _text_moe_adaptor,
+    "AlignmentLoss": _alignment_loss,
     "QueryTower": _query_tower,
     "QueryTower/attention": _sequence_query_tower,
     "TwoTowerModel": _two_tower_model,

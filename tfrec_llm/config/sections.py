@@ -118,6 +118,9 @@ class ModelConfig:
             titles), embedded by the item texts' BERT; in training the text vectors of each
             user's last 5 items stand in for it (docs/user_text.md). Needs ``use_text`` and a
             frozen text tower.
+        text_whitening: Whiten the frozen item text vectors (PCA, fitted on the catalog).
+        text_experts: > 0: a mixture-of-experts adaptor of that many projections on the text.
+        text_alignment: > 0: weight of a loss pulling warm items' text toward their id vectors.
     """
 
     embedding_dim: int = 64
@@ -144,6 +147,9 @@ class ModelConfig:
     user_dropout: float = 0.0
     normalize: bool = True
     user_text: bool = False
+    text_whitening: bool = False
+    text_experts: int = 0
+    text_alignment: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -134,6 +134,8 @@ def build_two_tower(
             "id_dropout": cfg.id_dropout,
             **text_tower,
             **({} if cfg.normalize else {"normalize": False}),
+            **({"text_whitening": True} if cfg.text_whitening else {}),
+            **({"text_experts": cfg.text_experts} if cfg.text_experts else {}),
         },
         query_tower={
             "num_users": catalog.num_users,
@@ -153,6 +155,7 @@ def build_two_tower(
         remove_accidental_hits=cfg.remove_accidental_hits,
         objective=cfg.objective,
         loss=cfg.loss,
+        text_alignment=cfg.text_alignment,
     )
     tokens = text_tokens if fine_tune and text_tokens is not None else (None, None)
     text_table = text_embeddings if cfg.use_text else None

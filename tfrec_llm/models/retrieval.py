@@ -30,6 +30,7 @@ from tfrec_llm.config.choices import LOSSES, OBJECTIVES
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.models import replicas
 from tfrec_llm.models.query_tower import QueryTower
+from tfrec_llm.models.text_adaptors import AlignmentLoss
 from tfrec_llm.models.towers import ItemTower
 
 USER_TEXT_ITEMS = 5
@@ -65,6 +66,9 @@ class TwoTowerModel(tfrs.Model):
         remove_accidental_hits: Mask in-batch negatives equal to the positive.
         objective: ``interaction`` or ``next_item`` (needs a query tower with a history encoder).
         loss: ``in_batch`` or ``full_softmax``.
+        text_alignment: > 0: add this weight x ``AlignmentLoss`` (cosine) between the
+            projected text and the id embedding of each distinct item of the batch (all warm),
+            the id side a stop-gradient target. Needs an item tower with ids and text.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class TwoTowerModel(tfrs.Model):
         remove_accidental_hits: bool = True,
         objective: str = "interaction",
         loss: str = "in_batch",
+        text_alignment: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -92,7 +97,13 @@ class TwoTowerModel(tfrs.Model):
         self.remove_accidental_hits = remove_accidental_hits
         self.objective = objective
         self.loss_name = loss
+        self.text_alignment = text_alignment
         self.item_tower = ItemTower(**self.item_tower_config)
+        self.alignment = AlignmentLoss(text_alignment, name="alignment") if text_alignment > 0 else None
+        if self.alignment is not None and not (self.item_tower.use_ids and self.item_tower.use_text):
+            raise ConfigError(
+                "TwoTowerModel: text_alignment > 0 needs an item tower with use_ids and use_text"
+            )
         self.query_tower = QueryTower(**self.query_tower_config)
         if objective == "next_item" and self.query_tower.encoder is None:
             raise ConfigError(
@@ -204,6 +215,21 @@ class TwoTowerModel(tfrs.Model):
         return self.query_embedding(features["user"], features["history"], training=training)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        loss = self._retrieval_loss(features, training)
+        if self.alignment is None:
+            return loss
+        items = features["sequence"] if self.objective == "next_item" else features["item"]
+        return loss + self.alignment_loss(items, training)
+
+    def alignment_loss(self, items: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``AlignmentLoss`` over the distinct items (>= 0) of an int tensor of any shape."""
+        assert self.alignment is not None
+        flat = tf.reshape(tf.cast(items, tf.int32), [-1])
+        unique, _ = tf.unique(tf.boolean_mask(flat, flat >= 0))
+        tower = self.item_tower
+        return self.alignment(tower.text_part(unique, training), tower.id_part(unique))
+
+    def _retrieval_loss(self, features: dict[str, tf.Tensor], training: bool) -> tf.Tensor:
         if self.objective == "next_item":
             return self._next_item_loss(features, training)
         history = tf.cast(features["history"], tf.int32)
@@ -298,6 +324,7 @@ class TwoTowerModel(tfrs.Model):
             "remove_accidental_hits": self.remove_accidental_hits,
             "objective": self.objective,
             "loss": self.loss_name,
+            **({"text_alignment": self.text_alignment} if self.text_alignment else {}),
         }
 
     @classmethod

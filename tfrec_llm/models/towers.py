@@ -17,6 +17,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_llm.errors import ConfigError
+from tfrec_llm.models.text_adaptors import TextMoEAdaptor, TextWhitening
 
 
 def id_regularizer(l2: float) -> keras.regularizers.Regularizer | None:
@@ -58,6 +59,10 @@ class ItemTower(keras.Model):
             ``text_dim`` may be 0 (it becomes BERT's hidden size).
         normalize: L2-normalise the output (cosine scores); False keeps the raw vector, whose
             norm can carry an item's popularity.
+        text_whitening: Whiten the frozen text vectors (``TextWhitening``, fitted on the
+            catalog's text table by ``set_tables``) before the projection.
+        text_experts: > 0: the projection's hidden layer is a ``TextMoEAdaptor`` of that many
+            experts instead of one Dense.
 
     Example:
         >>> tower = ItemTower(num_items=3, item_vocab_size=3, text_dim=4, num_categories=2)
@@ -84,6 +89,8 @@ class ItemTower(keras.Model):
         text_pooling: str = "mean",
         fine_tune_layers: int = 0,
         normalize: bool = True,
+        text_whitening: bool = False,
+        text_experts: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,6 +108,10 @@ class ItemTower(keras.Model):
         with_categories = use_categories and num_categories > 0
         if not (use_ids or use_text or with_categories):
             raise ConfigError("ItemTower: use_ids, use_text and use_categories are all false")
+        if (text_whitening or text_experts) and (not use_text or text_encoder is not None):
+            raise ConfigError("ItemTower: text_whitening/text_experts need use_text and a frozen text table")
+        if text_experts < 0:
+            raise ConfigError(f"ItemTower: text_experts must be >= 0, got {text_experts}")
         self._text_width = text_width
         self._with_categories = with_categories
         self.num_items = num_items
@@ -119,6 +130,8 @@ class ItemTower(keras.Model):
         self.text_pooling = text_pooling
         self.fine_tune_layers = fine_tune_layers
         self.normalize = normalize
+        self.text_whitening = text_whitening
+        self.text_experts = text_experts
 
         self.id_index = tf.Variable(tf.zeros([num_items], tf.int32), trainable=False, name="id_index")
         # Only the sublayers of the enabled features exist (unbuilt layers break training).
@@ -134,14 +147,14 @@ class ItemTower(keras.Model):
         )
         table_dim = max(text_width, 1) if text_encoder is None else 1  # unused when fine-tuning
         self.text_table = tf.Variable(tf.zeros([num_items, table_dim]), trainable=False, name="text_table")
+        self.whitening = TextWhitening(text_width, name="text_whitening") if text_whitening else None
+        hidden = (
+            TextMoEAdaptor(text_experts, text_projection_dim, activation="gelu")
+            if text_experts
+            else keras.layers.Dense(text_projection_dim, activation="gelu")
+        )
         self.text_projection = (
-            keras.Sequential(
-                [
-                    keras.layers.Dense(text_projection_dim, activation="gelu"),
-                    keras.layers.Dense(embedding_dim),
-                ],
-                name="text_projection",
-            )
+            keras.Sequential([hidden, keras.layers.Dense(embedding_dim)], name="text_projection")
             if use_text
             else None
         )
@@ -185,6 +198,8 @@ class ItemTower(keras.Model):
                 got = None if text_embeddings is None else text_embeddings.shape
                 raise ConfigError(f"ItemTower.set_tables: text_embeddings shape {got}, expected {expected}")
             self.text_table.assign(np.asarray(text_embeddings, np.float32))
+            if self.whitening is not None:
+                self.whitening.adapt(text_embeddings)
         if self._with_categories and categories is not None:
             self.category_table.assign(np.asarray(categories, np.float32))
 
@@ -201,16 +216,23 @@ class ItemTower(keras.Model):
                 vocab_index = tf.where(drop, tf.zeros_like(vocab_index), vocab_index)
             parts.append(self.id_embedding(vocab_index))
         if self.use_text:
-            if self.text_encoder is not None:
-                text = self._encode_text(safe, training)
-            else:
-                text = tf.gather(self.text_table, safe)
-            parts.append(self.text_projection(text))
+            parts.append(self.text_part(safe, training))
         if self._with_categories:
             parts.append(self.category_projection(tf.gather(self.category_table, safe)))
         fused = self.fusion(tf.concat(parts, axis=-1)) if self.fusion is not None else parts[0]
         out = tf.math.l2_normalize(fused, axis=-1) if self.normalize else fused
         return tf.reshape(out, tf.concat([shape, [self.embedding_dim]], axis=0))
+
+    def text_part(self, items: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """[n] catalog indices (>= 0) -> [n, embedding_dim] projected text vectors (before fusion)."""
+        if self.text_encoder is not None:
+            return self.text_projection(self._encode_text(items, training))
+        text = tf.gather(self.text_table, items)
+        return self.text_projection(self.whitening(text) if self.whitening is not None else text)
+
+    def id_part(self, items: tf.Tensor) -> tf.Tensor:
+        """[n] catalog indices (>= 0) -> [n, embedding_dim] id embeddings (no dropout)."""
+        return self.id_embedding(tf.gather(self.id_index, items))
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments as passed, plus the base fields (``name``, ...)."""
@@ -234,6 +256,8 @@ class ItemTower(keras.Model):
             "fine_tune_layers": self.fine_tune_layers,
             # Only when off, so the configs of normalising towers stay as they were.
             **({} if self.normalize else {"normalize": False}),
+            **({"text_whitening": True} if self.text_whitening else {}),
+            **({"text_experts": self.text_experts} if self.text_experts else {}),
         }
 
     def _set_token_tables(self, token_ids: np.ndarray | None, attention_mask: np.ndarray | None) -> None:

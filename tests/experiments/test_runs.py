@@ -237,6 +237,7 @@ def test_a_field_added_to_the_config_after_the_run_takes_its_default(trained):
         recorded = json.load(f)
     del recorded["model"]["user_dropout"]  # as if recorded before the field existed
     assert "strategy" not in recorded["train"]  # one device or many: the same model
+    recorded["train"]["strategy"] = "mirrored"  # as recorded by runs made while it was in
     with open(path, "w") as f:
         json.dump(recorded, f)
     _, again = load_or_train(cfg, prepared, "id", verbose=0)

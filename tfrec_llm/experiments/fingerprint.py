@@ -38,6 +38,17 @@ DATA_HASH = "data_sha256"
 _FILE_ROLES = (("interactions", "path"), ("items", "items_path"), ("users", "users_path"))
 
 
+_NOT_DECISIVE = {
+    "train": ("model_dir", "strategy"),  # strategy: the same model on one device or many (tests/training)
+    "text": ("cache_dir", "batch_size"),
+}
+"""Fields that do not change the trained model: left out of the fingerprint."""
+
+
+def _decisive(section: str, fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if k not in _NOT_DECISIVE.get(section, ())}
+
+
 def data_fingerprint(prepared: Prepared) -> str:
     """A hash of the input frames (interactions, items, users) that a model is trained on."""
     digest = hashlib.sha256()
@@ -50,11 +61,7 @@ def data_fingerprint(prepared: Prepared) -> str:
 def training_fingerprint(cfg: ExperimentConfig, prepared: Prepared | None = None) -> dict[str, Any]:
     """What decides a trained model (not where files go): config sections, and the data hash."""
     values = config_to_dict(cfg)
-    values["train"].pop("model_dir", None)
-    values["train"].pop("strategy", None)  # the same model on one device or many (tests/training)
-    values["text"].pop("cache_dir", None)
-    values["text"].pop("batch_size", None)
-    out: dict[str, Any] = {key: values[key] for key in ("data", "text", "model", "train")}
+    out: dict[str, Any] = {key: _decisive(key, values[key]) for key in ("data", "text", "model", "train")}
     if prepared is not None:
         out[DATA_HASH] = data_fingerprint(prepared)
     return out
@@ -117,13 +124,14 @@ def with_new_fields(old: dict[str, Any]) -> dict[str, Any]:
 
     A new config field is introduced with a default that keeps the old behaviour, so a run
     recorded before the field existed was trained as that default: the field takes it here.
-    A field the run did record is never replaced.
+    A field the run did record is never replaced; one that does not decide the model (e.g.
+    ``train.strategy``, recorded by some runs) is dropped.
     """
     defaults = training_fingerprint(ExperimentConfig())
     out = dict(old)
     for section, fields in defaults.items():
         if isinstance(fields, dict) and isinstance(old.get(section), dict):
-            out[section] = {**fields, **old[section]}
+            out[section] = _decisive(section, {**fields, **old[section]})
     return out
 
 

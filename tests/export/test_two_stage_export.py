@@ -141,3 +141,47 @@ def test_servable_with_warmup_and_checked_arguments(exported):
     model, ranking, catalog, histories = exported[1:5]
     with pytest.raises(ConfigError, match="num_candidates"):
         TwoStageModule(model, ranking, catalog, histories, num_candidates=0)
+
+
+def test_query_calls_the_recommend_signature(exported, capsys):
+    """``tfrec-llm query --model-name ranking --signature recommend`` prints the signature's top K."""
+    from tfrec_llm.cli.main import build_parser
+    from tfrec_llm.cli.serving_commands import query_command
+    from tfrec_llm.serving.local import LocalModelServer
+
+    path, loaded = exported[0], exported[5]
+    user = str(next(iter(exported[4])))
+    expected = loaded.signatures["recommend"](
+        user_id=tf.constant([user]), recent_item_ids=_NONE, exclude_item_ids=_NONE, k=tf.constant(2)
+    )
+    ids = expected["item_ids"].numpy().astype(str)[0].tolist()
+    with LocalModelServer(
+        model_name=RANKING, model_base_path=os.path.dirname(path), port=0, rest_port=0
+    ) as server:
+        outputs = []
+        for port, rest in ((server.grpc_port, []), (server.rest_port, ["--rest"])):
+            argv = ["query", "--host", "127.0.0.1", "--port", str(port), "--model-name", RANKING]
+            argv += ["--signature", "recommend", "--user", user, "--k", "2", *rest]
+            assert query_command(build_parser().parse_args(argv)) == 0
+            outputs.append(capsys.readouterr().out)
+    lines = outputs[0].splitlines()
+    assert lines[0] == f"user {user}:" and [line.split()[1] for line in lines[1:]] == ids
+    assert outputs[1] == outputs[0]
+
+
+def test_two_stage_scorer_ranks_like_the_signature(exported):
+    """The evaluation's TwoStageScorer puts the signature's top K first, in the same order."""
+    from tfrec_llm.evaluation.two_stage_scorer import TwoStageScorer
+
+    _, model, ranking, catalog, histories, loaded = exported
+    users = [str(u) for u in list(histories)[:5]]
+    scorer = TwoStageScorer(TwoTowerScorer(model, catalog), ranking, catalog, N)
+    scores = scorer.score(np.array(users, dtype=object), [np.array(histories[u]) for u in users])
+    out = loaded.signatures["recommend"](
+        user_id=tf.constant(users), recent_item_ids=_NONE, exclude_item_ids=_NONE, k=tf.constant(K)
+    )
+    for row, user in enumerate(users):
+        top = [str(catalog.item_ids[i]) for i in np.argsort(-scores[row], kind="stable")[:K]]
+        assert top == out["item_ids"].numpy().astype(str)[row].tolist()
+        seen = catalog.item_index(list(histories[user]))
+        assert np.all(scores[row, seen] == -np.inf)

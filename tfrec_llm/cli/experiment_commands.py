@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfrec_llm.cli import options
-from tfrec_llm.config.choices import REPORT_VARIANTS, variant_uses_text
+from tfrec_llm.config.choices import REPORT_VARIANTS, VARIANTS, variant_uses_text
 
 logger = logging.getLogger("tfrec_llm")
 
@@ -42,7 +43,13 @@ def add_subcommands(subparsers: Any) -> None:
         "<run>.bak-<time> and trains again.",
     )
     options.add_common(p)
-    options.add_variant(p)
+    p.add_argument(
+        "--variant",
+        default="bert",
+        choices=sorted(VARIANTS) + ["ranking"],
+        help=options.VARIANT_HELP + "; or ranking: the second-stage ranking model (ranking section), "
+        "which export and recommend then use for two-stage recommendation",
+    )
     options.add_protocol(p)
     options.add_strategy(p)
     p.add_argument(
@@ -124,6 +131,12 @@ def add_subcommands(subparsers: Any) -> None:
         help="the user's own words, e.g. 'animated films and space operas' (a model trained with "
         "model.user_text: true), given to every --user; a new user id plus a text is a cold user",
     )
+    p.add_argument(
+        "--two-stage",
+        action="store_true",
+        help="retrieve ranking.num_candidates items, rank them with the ranking model (tfrec-llm "
+        "train --variant ranking) and print its top K; the default whenever that model is trained",
+    )
     options.add_variant(p)
     p.set_defaults(handler=recommend)
 
@@ -160,7 +173,10 @@ def train(args: argparse.Namespace) -> int:
 
     exp = _experiment(args)
     protocol = args.protocol or exp.config.eval.protocol
-    _, info = exp.train(args.variant, protocol, retrain=args.retrain)
+    if args.variant == "ranking":
+        _, info = exp.train_ranking(protocol)
+    else:
+        _, info = exp.train(args.variant, protocol, retrain=args.retrain)
     directory = run_dir(exp.config, protocol, args.variant)
     print(
         f"{args.variant} model in {directory}: best epoch {info['best_epoch']}, valid {info['valid_metrics']}"
@@ -199,7 +215,11 @@ def _print_export(result: Any) -> None:
 def export(args: argparse.Namespace) -> int:
     """``tfrec-llm export``."""
     exp = _experiment(args)
-    _print_export(exp.export(args.variant, args.export_dir, args.version, train_missing=False))
+    result = exp.export(args.variant, args.export_dir, args.version, train_missing=False)
+    _print_export(result)
+    if exp.ranking_trained():  # the two-stage recommend signature, same version
+        version = int(os.path.basename(result.retrieval))
+        print(f"exported {exp.export_ranking(args.variant, args.export_dir, version, train_missing=False)}")
     return 0
 
 
@@ -218,7 +238,10 @@ def recommend(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     users = [str(u) for u in args.user]
     user_text = getattr(args, "user_text", None)
-    answers = exp.recommend(users, args.k, args.variant, train_missing=False, user_text=user_text)
+    two_stage = True if getattr(args, "two_stage", False) else None
+    answers = exp.recommend(
+        users, args.k, args.variant, train_missing=False, user_text=user_text, two_stage=two_stage
+    )
     titles = exp.prepare("loo", with_text=variant_uses_text(args.variant)).titles
     text_spec = getattr(args, "explain_text", None)
     if not (getattr(args, "explain", False) or text_spec):

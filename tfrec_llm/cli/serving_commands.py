@@ -129,6 +129,12 @@ def add_subcommands(subparsers: Any) -> None:
         "history of a known user, the whole history of an unknown one (a logged-out session); "
         "the sequence encoder reads them and they are not recommended again",
     )
+    p.add_argument(
+        "--signature",
+        default="serving_default",
+        help="signature to call (default serving_default; 'recommend' with --model-name ranking: "
+        "the two-stage graph that retrieves ranking.num_candidates items and ranks them)",
+    )
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     p.add_argument(
         "--timeout",
@@ -282,7 +288,7 @@ def query_command(args: argparse.Namespace) -> int:
 
         client = GrpcClient(args.host, args.port or 8500, args.model_name, timeout_s=args.timeout)
     recent = None if args.recent_items is None else [args.recent_items] * len(args.user)
-    answers = client.recommend(args.user, k=args.k, recent_item_ids=recent)
+    answers = client.recommend(args.user, k=args.k, recent_item_ids=recent, signature_name=args.signature)
     titles = _titles(args.titles_from_dataset) if args.titles_from_dataset else {}
     for user, answer in zip(args.user, answers, strict=True):
         print(f"user {user}:")

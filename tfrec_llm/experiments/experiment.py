@@ -30,9 +30,11 @@ from tfrec_llm.evaluation.compare import ComparisonResult, compare_scorers
 from tfrec_llm.experiments.explain import Explainer
 from tfrec_llm.experiments.prepare import Prepared, known_histories, load_dataset, prepare
 from tfrec_llm.experiments.publish import export_variant
+from tfrec_llm.experiments.ranking_run import export_two_stage, load_or_train_ranking, ranking_trained
 from tfrec_llm.experiments.reports import evaluate_protocols, test_table
 from tfrec_llm.experiments.runs import load_or_train, require_trained
 from tfrec_llm.export.exporter import ExportResult
+from tfrec_llm.export.ranking_export import two_stage_module
 from tfrec_llm.export.serving_module import RetrievalModule, user_text_encoder
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.scorer import TwoTowerScorer
@@ -124,6 +126,40 @@ class Experiment:
         prepared = self.prepare(protocol, with_text=variant_uses_text(variant))
         return load_or_train(self.config, prepared, variant, retrain=retrain, verbose=self.verbose)
 
+    def train_ranking(
+        self, protocol: str | None = None, train_missing: bool = True
+    ) -> tuple[Any, dict[str, Any]]:
+        """The finished ranking model (second stage) of ``protocol``, trained now if missing.
+
+        Raises:
+            MissingRunError: With ``train_missing=False`` and no finished ``ranking`` run.
+        """
+        prepared = self.prepare(protocol, with_text=self.config.model.use_text)
+        if_missing = "train" if train_missing else "error"
+        return load_or_train_ranking(self.config, prepared, if_missing=if_missing, verbose=self.verbose)
+
+    def ranking_trained(self) -> bool:
+        """Whether the ``loo`` ranking run is finished (export and recommend then use it)."""
+        return ranking_trained(self.config, "loo")
+
+    def export_ranking(
+        self,
+        variant: str = "bert",
+        export_dir: str | None = None,
+        version: int | None = None,
+        train_missing: bool = True,
+    ) -> str:
+        """Exports the ``ranking`` SavedModel (two-stage ``recommend`` signature); returns its folder.
+
+        Raises:
+            MissingRunError: With ``train_missing=False``, if either model is not trained yet.
+        """
+        if not train_missing:
+            require_trained(self.config, [("loo", variant), ("loo", "ranking")], "export")
+        prepared = self.prepare("loo", with_text=variant_uses_text(variant) or self.config.model.use_text)
+        if_missing = "train" if train_missing else "error"
+        return export_two_stage(self.config, prepared, variant, export_dir, version, self.verbose, if_missing)
+
     def _model(self, variant: str, protocol: str, train_missing: bool) -> TwoTowerModel:
         """The finished model of ``variant`` under ``protocol``; trained first if ``train_missing``."""
         prepared = self.prepare(protocol, with_text=variant_uses_text(variant))
@@ -174,6 +210,7 @@ class Experiment:
         variant: str = "bert",
         train_missing: bool = True,
         user_text: str | None = None,
+        two_stage: bool | None = None,
     ) -> Recommendations:
         """Top-``k`` items for ``users``, in process, with the graph that is exported.
 
@@ -183,6 +220,10 @@ class Experiment:
 
         ``user_text`` (a model trained with ``model.user_text``) is the users' own words, e.g.
         "I like animated films and space operas", given to every user of ``users``.
+
+        ``two_stage`` (default: when the ``loo`` ranking run is finished and no ``user_text``)
+        retrieves ``ranking.num_candidates`` items, ranks them with the ranking model and
+        returns its top ``k`` (the exported ``recommend`` signature's graph).
 
         Raises:
             ConfigError: If ``k < 1`` or ``user_text`` is empty or too long (before any data is
@@ -195,7 +236,8 @@ class Experiment:
         if user_text is not None:
             check_user_text(user_text)
         if not train_missing:
-            require_trained(self.config, [("loo", variant)], "recommend")
+            needed = [("loo", variant)] + ([("loo", "ranking")] if two_stage else [])
+            require_trained(self.config, needed, "recommend")
         prepared = self.prepare("loo", with_text=variant_uses_text(variant))
         model = self._model(variant, "loo", train_missing)
         if user_text is not None and not model.user_text_dim:
@@ -206,9 +248,19 @@ class Experiment:
         histories = known_histories(prepared)
         export = self.config.export
         encoder = user_text_encoder(self.config.text) if model.user_text_dim else None
-        module = RetrievalModule(
-            model, prepared.catalog, histories, export.default_k, export.max_k, 0, encoder
-        )
+        if two_stage is None:
+            two_stage = user_text is None and not model.user_text_dim and self.ranking_trained()
+        if two_stage and (user_text is not None or model.user_text_dim):
+            raise ConfigError(
+                "--two-stage does not read user text yet; leave out --user-text (or --two-stage)."
+            )
+        if two_stage:  # retrieve ranking.num_candidates, rank them, keep the top k
+            ranking, _ = self.train_ranking("loo", train_missing)
+            module: Any = two_stage_module(self.config, model, ranking, prepared.catalog, histories)
+        else:
+            module = RetrievalModule(
+                model, prepared.catalog, histories, export.default_k, export.max_k, 0, encoder
+            )
         if k > module.max_k:
             logger.warning(
                 "k=%d is more than can be returned: returning %d items per user (the catalog holds "
@@ -228,7 +280,7 @@ class Experiment:
         args = [tf.constant(users), none, none, tf.constant(k, tf.int32)]
         if model.user_text_dim:
             args.append(tf.constant([user_text or ""] * len(users)))
-        out = module.serve(*args)
+        out = module.recommend(*args) if two_stage else module.serve(*args)
         ids: np.ndarray = out["item_ids"].numpy()
         scores: np.ndarray = out["scores"].numpy()
         return [

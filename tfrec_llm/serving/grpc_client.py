@@ -319,6 +319,7 @@ class GrpcClient:
         batch_size: int = 256,
         exclude_item_ids: Sequence[Sequence[str]] | None = None,
         recent_item_ids: Sequence[Sequence[str]] | None = None,
+        signature_name: str = "serving_default",
     ) -> Recommendations:
         """Top-``k`` items for each user from the retrieval signature, many users per request.
 
@@ -329,13 +330,15 @@ class GrpcClient:
             exclude_item_ids: Per user, item ids to leave out (padded with ``""``).
             recent_item_ids: Per user, recent item ids: appended to the history the model stores
                 for a known user (the whole history of an unknown one), and excluded.
+            signature_name: ``serving_default``, or ``recommend`` of the ``ranking`` model (the
+                two-stage graph: retrieve N, rank, top K).
 
         Returns:
             One list of ``(item_id, score)`` per user, best first.
         """
 
         def predict(inputs: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-            return self.predict(inputs, cast_to_signature=False)
+            return self.predict(inputs, cast_to_signature=False, signature_name=signature_name)
 
         return recommend_in_batches(predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids)
 

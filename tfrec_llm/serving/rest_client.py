@@ -222,6 +222,7 @@ class RestClient:
         batch_size: int = 256,
         exclude_item_ids: Sequence[Sequence[str]] | None = None,
         recent_item_ids: Sequence[Sequence[str]] | None = None,
+        signature_name: str = "serving_default",
     ) -> Recommendations:
         """Top-``k`` items per user (columnar requests, ``batch_size`` users each).
 
@@ -229,7 +230,7 @@ class RestClient:
         """
 
         def predict(inputs: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-            return self.predict(inputs, form="inputs")
+            return self.predict(inputs, form="inputs", signature_name=signature_name)
 
         return recommend_in_batches(predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids)
 

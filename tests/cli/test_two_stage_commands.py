@@ -1,0 +1,32 @@
+"""The two-stage commands: train --variant ranking parses; read-only commands never train it."""
+
+import pytest
+
+from tfrec_llm.cli.main import build_parser
+from tfrec_llm.config import load_config
+from tfrec_llm.experiments import Experiment
+from tfrec_llm.experiments.runs import MissingRunError
+
+
+def test_train_accepts_the_ranking_variant_and_recommend_the_two_stage_flag():
+    parser = build_parser()
+    train = parser.parse_args(["train", "--variant", "ranking"])
+    assert train.variant == "ranking"
+    recommend = parser.parse_args(["recommend", "--user", "1", "--two-stage"])
+    assert recommend.two_stage is True
+    assert parser.parse_args(["recommend", "--user", "1"]).two_stage is False
+    query = parser.parse_args(["query", "--user", "1", "--model-name", "ranking", "--signature", "recommend"])
+    assert (query.model_name, query.signature) == ("ranking", "recommend")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["recommend", "--user", "1", "--variant", "ranking"])
+
+
+def test_read_only_two_stage_commands_name_the_missing_ranking_run(tiny_csv_config):
+    path, folder = tiny_csv_config
+    exp = Experiment(load_config(path), verbose=0)
+    assert not exp.ranking_trained()
+    with pytest.raises(MissingRunError, match="'tfrec-llm train --variant ranking --protocol loo'"):
+        exp.recommend(["1"], k=3, variant="id", train_missing=False, two_stage=True)
+    with pytest.raises(MissingRunError, match="ranking"):
+        exp.export_ranking("id", train_missing=False)
+    assert not (folder / "runs").exists()  # nothing trained, nothing created

@@ -1,0 +1,160 @@
+"""The ``ranking`` run folder: the second-stage model of one protocol, trained once, then loaded.
+
+``<train.model_dir>/<protocol>/ranking/`` holds, like a retrieval run (`experiments.runs`),
+``model.weights.h5``, ``result.json``, ``fingerprint.json`` and ``config.yaml``, plus the
+ranking trainer's ``backup/`` (resume), ``logs/`` and ``validation.json``. The model is
+trained on TRAIN with the examples of ``ranking.objective`` (histories read from TRAIN), early
+stopped on the VALID targets' examples. Read-only commands pass ``if_missing="error"``: a
+missing run is then a `MissingRunError` naming ``tfrec-llm train --variant ranking``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import pandas as pd
+
+from tfrec_llm.atomic_io import atomic_path, write_json
+from tfrec_llm.config import ExperimentConfig
+from tfrec_llm.data.schema import ITEM_ID, TIMESTAMP, USER_ID
+from tfrec_llm.experiments.prepare import Prepared
+from tfrec_llm.experiments.runs import (
+    RESULT,
+    WEIGHTS,
+    _missing_error,
+    _read_json,
+    run_dir,
+    run_status,
+    seed_everything,
+)
+from tfrec_llm.models.ranking import RankingModel
+
+RANKING_VARIANT = "ranking"
+"""The run folder name (and ``tfrec-llm train --variant``) of the ranking model."""
+
+
+def _valid_rows(prepared: Prepared) -> pd.DataFrame:
+    """The VALID targets as interaction rows: ``train_valid`` minus ``train``."""
+    split = prepared.split
+    keys = [USER_ID, ITEM_ID, TIMESTAMP]
+    merged = split.train_valid.merge(split.train[keys].drop_duplicates(), on=keys, how="left", indicator=True)
+    return merged[merged["_merge"] == "left_only"].drop(columns="_merge")
+
+
+def _ranking_fingerprint(cfg: ExperimentConfig, prepared: Prepared) -> dict[str, Any]:
+    from tfrec_llm.experiments.fingerprint import data_fingerprint
+
+    return {
+        "model": dataclasses.asdict(cfg.model),
+        "ranking": dataclasses.asdict(cfg.ranking),
+        "train": {
+            k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in ("model_dir", "strategy")
+        },
+        "text": dataclasses.asdict(cfg.text),
+        "data": data_fingerprint(prepared),
+    }
+
+
+def load_or_train_ranking(
+    cfg: ExperimentConfig,
+    prepared: Prepared,
+    directory: str | None = None,
+    *,
+    if_missing: str = "train",
+    verbose: int = 1,
+) -> tuple[RankingModel, dict[str, Any]]:
+    """The finished ranking model of ``prepared``'s protocol, trained first if needed.
+
+    Args:
+        cfg: Experiment config (model, ranking and train sections).
+        prepared: The data, split for the protocol.
+        directory: The run folder; default ``run_dir(cfg, protocol, "ranking")``.
+        if_missing: ``train`` (resuming a killed run) or ``error`` (`MissingRunError`).
+        verbose: Keras progress output.
+
+    Returns:
+        (model, info) with best_epoch, valid_metrics, epochs_run, train_seconds.
+
+    Raises:
+        MissingRunError: With ``if_missing="error"`` and no finished run in the folder.
+    """
+    from tfrec_llm.training.ranking_trainer import build_ranking_model, ranking_examples, train_ranking
+
+    protocol = prepared.split.protocol
+    directory = directory or run_dir(cfg, protocol, RANKING_VARIANT)
+    weights, info_path = os.path.join(directory, WEIGHTS), os.path.join(directory, RESULT)
+    text = prepared.text_embeddings
+    train = prepared.split.train
+    bias = float(train["rating"].mean()) if cfg.ranking.objective == "rating" and "rating" in train else 0.0
+    seed_everything(cfg)
+
+    def build() -> RankingModel:
+        return build_ranking_model(cfg, prepared.catalog, text, output_bias=bias)  # type: ignore[return-value]
+
+    if run_status(directory) == "finished":
+        model = build()
+        model.load_weights(weights)
+        return model, _read_json(info_path)
+    if if_missing == "error":
+        raise _missing_error([(directory, protocol, RANKING_VARIANT, run_status(directory))], "this command")
+    os.makedirs(directory, exist_ok=True)
+    write_json(os.path.join(directory, "fingerprint.json"), _ranking_fingerprint(cfg, prepared))
+    catalog = prepared.catalog
+    examples = ranking_examples(cfg, train, catalog, history=train)
+    valid = ranking_examples(
+        cfg, _valid_rows(prepared), catalog, history=train, known=prepared.split.train_valid
+    )
+    result = train_ranking(cfg, examples, valid, build, directory, verbose=verbose)
+    info = {
+        "variant": RANKING_VARIANT,
+        "objective": cfg.ranking.objective,
+        "best_epoch": result.best_epoch,
+        "valid_metrics": result.valid_metrics,
+        "epochs_run": result.epochs_run,
+        "train_seconds": round(result.seconds, 2),
+    }
+    with atomic_path(weights) as tmp:
+        result.model.save_weights(tmp)
+    write_json(info_path, info)
+    return result.model, info  # type: ignore[return-value]
+
+
+def ranking_trained(cfg: ExperimentConfig, protocol: str = "loo") -> bool:
+    """Whether ``<train.model_dir>/<protocol>/ranking`` holds a finished ranking model."""
+    return run_status(run_dir(cfg, protocol, RANKING_VARIANT)) == "finished"
+
+
+def export_two_stage(
+    cfg: ExperimentConfig,
+    prepared: Prepared,
+    variant: str,
+    export_dir: str | None = None,
+    version: int | None = None,
+    verbose: int = 1,
+    if_missing: str = "train",
+) -> str:
+    """Publishes the ``ranking`` SavedModel (two-stage ``recommend``) and lists it in models.config.
+
+    The first stage is the finished run of ``variant``, the second the ``ranking`` run (both
+    under ``prepared``'s protocol, trained first unless ``if_missing="error"``). models.config
+    is rewritten with every model folder of ``export_dir`` (retrieval, item_encoder, ranking).
+
+    Returns:
+        The published version folder.
+    """
+    from tfrec_llm.experiments.prepare import known_histories
+    from tfrec_llm.experiments.runs import load_or_train
+    from tfrec_llm.export.models_config import write_models_config
+    from tfrec_llm.export.ranking_export import RANKING, export_ranking
+
+    export_dir = export_dir or cfg.export.export_dir
+    model, _ = load_or_train(cfg, prepared, variant, if_missing=if_missing, verbose=verbose)
+    ranking, _ = load_or_train_ranking(cfg, prepared, if_missing=if_missing, verbose=verbose)
+    folder = export_ranking(
+        cfg, model, ranking, prepared.catalog, known_histories(prepared), export_dir, version
+    )
+    names = [n for n in ("retrieval", "item_encoder") if os.path.isdir(os.path.join(export_dir, n))]
+    write_models_config(export_dir, [*names, RANKING])
+    return folder

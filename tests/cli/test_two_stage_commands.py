@@ -1,5 +1,8 @@
 """The two-stage commands: train --variant ranking parses; read-only commands never train it."""
 
+import json
+import os
+
 import pytest
 
 from tfrec_llm.cli.main import build_parser
@@ -30,3 +33,24 @@ def test_read_only_two_stage_commands_name_the_missing_ranking_run(tiny_csv_conf
     with pytest.raises(MissingRunError, match="ranking"):
         exp.export_ranking("id", train_missing=False)
     assert not (folder / "runs").exists()  # nothing trained, nothing created
+
+
+def test_a_ranking_run_of_other_settings_is_stale_not_loaded(tiny_csv_config):
+    from tfrec_llm.experiments.ranking_run import load_or_train_ranking
+    from tfrec_llm.experiments.runs import StaleRunError, run_dir
+
+    path, _ = tiny_csv_config
+    cfg = load_config(path, overrides=["model.use_text=false"])
+    exp = Experiment(cfg, verbose=0)
+    folder = run_dir(cfg, "loo", "ranking")
+    os.makedirs(folder)
+    for name, text in (("model.weights.h5", "not weights"), ("result.json", "{}")):
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(text)
+    with open(os.path.join(folder, "fingerprint.json"), "w") as f:
+        json.dump({"ranking": {"objective": "rating"}}, f)
+    assert exp.ranking_trained()
+    with pytest.raises(StaleRunError, match="holds a ranking model trained with other .*ranking"):
+        load_or_train_ranking(cfg, exp.prepare("loo", with_text=False), if_missing="error")
+    with open(os.path.join(folder, "model.weights.h5")) as f:
+        assert f.read() == "not weights"  # kept as it is

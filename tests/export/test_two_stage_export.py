@@ -139,7 +139,7 @@ def test_servable_with_warmup_and_checked_arguments(exported):
     requests = read_warmup_requests(path)
     assert requests and all(r.model_spec.signature_name == "recommend" for r in requests)
     model, ranking, catalog, histories = exported[1:5]
-    with pytest.raises(ConfigError, match="num_candidates"):
+    with pytest.raises(ConfigError, match="ranking.num_candidates=0; expected an integer >= 1"):
         TwoStageModule(model, ranking, catalog, histories, num_candidates=0)
 
 

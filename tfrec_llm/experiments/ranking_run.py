@@ -11,6 +11,7 @@ missing run is then a `MissingRunError` naming ``tfrec-llm train --variant ranki
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -23,6 +24,7 @@ from tfrec_llm.experiments.prepare import Prepared
 from tfrec_llm.experiments.runs import (
     RESULT,
     WEIGHTS,
+    StaleRunError,
     _missing_error,
     _read_json,
     run_dir,
@@ -57,6 +59,13 @@ def _ranking_fingerprint(cfg: ExperimentConfig, prepared: Prepared) -> dict[str,
     }
 
 
+def _same(old: Any, new: Any) -> bool:
+    """Equal, where fields added to a section after the run was recorded are not compared."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return all(key in new and _same(value, new[key]) for key, value in old.items())
+    return bool(old == new)
+
+
 def load_or_train_ranking(
     cfg: ExperimentConfig,
     prepared: Prepared,
@@ -79,6 +88,7 @@ def load_or_train_ranking(
 
     Raises:
         MissingRunError: With ``if_missing="error"`` and no finished run in the folder.
+        StaleRunError: A finished run made with other settings or data (kept as it is).
     """
     from tfrec_llm.training.ranking_trainer import build_ranking_model, ranking_examples, train_ranking
 
@@ -93,14 +103,24 @@ def load_or_train_ranking(
     def build() -> RankingModel:
         return build_ranking_model(cfg, prepared.catalog, text, output_bias=bias)  # type: ignore[return-value]
 
+    fingerprint = json.loads(json.dumps(_ranking_fingerprint(cfg, prepared)))
     if run_status(directory) == "finished":
+        stored = os.path.join(directory, "fingerprint.json")
+        old = _read_json(stored) if os.path.exists(stored) else fingerprint
+        changed = sorted(key for key in fingerprint if not _same(old.get(key), fingerprint[key]))
+        if changed:
+            raise StaleRunError(
+                f"{directory} holds a ranking model trained with other {', '.join(changed)} settings "
+                "or data; it is kept as it is: move it aside (or use another train.model_dir) and "
+                "train again with 'tfrec-llm train --variant ranking'."
+            )
         model = build()
         model.load_weights(weights)
         return model, _read_json(info_path)
     if if_missing == "error":
         raise _missing_error([(directory, protocol, RANKING_VARIANT, run_status(directory))], "this command")
     os.makedirs(directory, exist_ok=True)
-    write_json(os.path.join(directory, "fingerprint.json"), _ranking_fingerprint(cfg, prepared))
+    write_json(os.path.join(directory, "fingerprint.json"), fingerprint)
     catalog = prepared.catalog
     examples = ranking_examples(cfg, train, catalog, history=train)
     valid = ranking_examples(

@@ -76,7 +76,7 @@ class TwoStageModule(tf.Module):
         super().__init__(name="ranking")
         if isinstance(num_candidates, bool) or int(num_candidates) < 1:
             raise ConfigError(
-                f"export.num_candidates={num_candidates!r}; expected an integer >= 1 (the retrieved "
+                f"ranking.num_candidates={num_candidates!r}; expected an integer >= 1 (the retrieved "
                 "candidates the ranking model re-ranks, e.g. 100)."
             )
         if model.user_text_dim:

@@ -24,9 +24,11 @@ Signature ``score``: ``user_id`` [batch], ``item_ids`` string [batch, n] (and th
 item ids not in the catalog score -inf.
 
 The retrieval stage is exactly the retrieval signature's (same exclusion of seen, recent and
-excluded items); its top N (``num_candidates``, default ``export.num_candidates`` = 100) and
-their scores go to ``RankingModel.score_candidates`` with the user's index (OOV row for unknown
-users) and the same history window the query tower read.
+excluded items); its top N (``ranking.num_candidates``, default 100) and
+their scores are ranked as ``RankingModel.score_candidates`` ranks them, with the user's index
+(OOV row for unknown users) and the same history window the query tower read; the ranking
+model's item vectors of the whole catalog are computed once at export (``ranking_items``), so
+a request gathers rows instead of running the item tower (text projection, categories).
 """
 
 from __future__ import annotations
@@ -86,6 +88,12 @@ class TwoStageModule(tf.Module):
             )
         self.retrieval = RetrievalModule(model, catalog, histories, default_k, max_k)
         self.ranking_model = ranking_model
+        # the ranking model's item vectors of the whole catalog, computed once (as the
+        # retrieval candidates): a request gathers rows instead of running the item tower
+        items = tf.range(catalog.num_items, dtype=tf.int32)
+        self.ranking_items = tf.Variable(
+            ranking_model.item_tower(items, training=False), trainable=False, name="ranking_items"
+        )
         self.num_candidates = min(int(num_candidates), catalog.num_items)
         self.max_k = min(int(max_k), self.num_candidates)
         self.default_k = default_k
@@ -120,6 +128,21 @@ class TwoStageModule(tf.Module):
         self.recommend = recommend
         self.score = score
 
+    def _rank(self, q: dict, items: tf.Tensor, retrieval_scores: tf.Tensor) -> tf.Tensor:
+        """[batch, n] ranking scores of catalog rows ``items`` (= ``RankingModel.score_candidates``)."""
+        model = self.ranking_model
+        history = q["history"]
+        user = model.query_tower(
+            {
+                "user": q["users"],
+                "history": tf.gather(self.ranking_items, tf.maximum(history, 0)),
+                "history_mask": history >= 0,
+            },
+            training=False,
+        )
+        vectors = tf.gather(self.ranking_items, items)
+        return tf.cast(model.score_pairs(user, vectors, items, retrieval_scores, training=False), tf.float32)
+
     def _retrieval_scores(self, q: dict) -> tf.Tensor:
         """[batch, num_items] first-stage scores: cosine, or popularity for fallback users."""
         scores = tf.matmul(q["query"], self.retrieval.candidates, transpose_b=True)
@@ -142,10 +165,8 @@ class TwoStageModule(tf.Module):
 
         first = tf.math.top_k(scores, k=self.num_candidates)  # stage 1: N candidates
         usable = tf.math.is_finite(first.values)
-        features = {"user": q["users"], "history": q["history"]}
         safe_scores = tf.where(usable, first.values, tf.zeros_like(first.values))
-        ranked = self.ranking_model.score_candidates(features, first.indices, safe_scores, training=False)
-        ranked = tf.cast(ranked, tf.float32)
+        ranked = self._rank(q, first.indices, safe_scores)
         # fallback users keep the popularity order; excluded slots stay last
         ranked = tf.where(q["fallback"][:, tf.newaxis], first.values, ranked)
         ranked = tf.where(usable, ranked, tf.fill(tf.shape(ranked), -np.inf))
@@ -165,8 +186,5 @@ class TwoStageModule(tf.Module):
         known = items >= 0
         items = tf.maximum(items, 0)
         first = tf.gather(self._retrieval_scores(q), items, batch_dims=1)
-        features = {"user": q["users"], "history": q["history"]}
-        ranked = tf.cast(
-            self.ranking_model.score_candidates(features, items, first, training=False), tf.float32
-        )
+        ranked = self._rank(q, items, first)
         return tf.where(known, ranked, tf.fill(tf.shape(ranked), -np.inf))

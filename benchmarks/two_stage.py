@@ -12,7 +12,9 @@ the same users, paired difference with its standard error and bootstrap CI
 
 Latency: both SavedModels are exported (`export_retrieval`, `export_ranking`), loaded back with
 ``tf.saved_model.load``, and called in this process through their signatures with known users,
-batch 1 and batch 256, k = 10; median and p90 of repeated calls after a warm-up.
+batch 1 and batch 256, k = 10; median and p90 of repeated calls after a warm-up, the two
+signatures' calls interleaved in rotating order (``common.time_calls``) so that a change of the
+machine's load hits both alike.
 
 One run, on a machine shared with other jobs (numbers are pessimistic; load average in the report).
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import json
 import os
 import sys
 import tempfile
@@ -33,7 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from common import DEFAULT_OUT, setup_environment
+from common import DEFAULT_OUT, setup_environment, time_calls
 from machine import describe_machine, load_line, machine_line, provenance
 
 
@@ -52,15 +55,97 @@ def _retrieval_run(cfg: Any, prepared: Any, model_dir: str) -> tuple[Any, dict[s
     return model, info, os.path.join(model_dir, "loo", "bert")
 
 
-def _latency(fn: Any, kwargs: dict[str, Any], repeats: int) -> dict[str, float]:
-    for _ in range(3):
-        fn(**kwargs)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(**kwargs)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "calls": repeats}
+def _hard_lists(cfg: Any, prepared: Any, model: Any, frame: Any, history: Any, n: int) -> dict[str, Any]:
+    """Listwise examples whose negatives are the retrieval model's top ``n`` (hard negatives).
+
+    Per row of ``frame``: the history before it (from ``history``), the retrieval model's top
+    ``n`` items for that history with the user's known items removed, ``list_size - 1`` of them
+    drawn at random (seed ``train.seed``) beside the chosen item at a random slot.
+    """
+    import tensorflow as tf
+
+    from tfrec_llm.data.ranking_examples import histories_before
+    from tfrec_llm.data.schema import ITEM_ID, USER_ID
+
+    catalog, size = prepared.catalog, cfg.ranking.list_size
+    hist = histories_before(frame, catalog, cfg.model.history_length, history)
+    users = catalog.user_index(frame[USER_ID].to_numpy()).astype(np.int32)
+    items = catalog.item_index(frame[ITEM_ID].to_numpy()).astype(np.int32)
+    known = prepared.split.train_valid
+    seen_rows = catalog.user_index(known[USER_ID].to_numpy())
+    seen_items = catalog.item_index(known[ITEM_ID].to_numpy())
+    seen: dict[int, np.ndarray] = {}
+    for user in np.unique(seen_rows):
+        seen[int(user)] = seen_items[seen_rows == user]
+    candidates = model.all_candidate_embeddings()
+    rng = np.random.default_rng(cfg.train.seed)
+    lists = np.zeros((len(users), size), np.int32)
+    for start in range(0, len(users), 2048):
+        rows = slice(start, start + 2048)
+        query = model.query_embedding(tf.constant(users[rows]), tf.constant(hist[rows])).numpy()
+        scores = query @ candidates.T
+        for offset, user in enumerate(users[rows]):
+            scores[offset, seen.get(int(user), [])] = -np.inf
+        top = np.argpartition(-scores, n, axis=1)[:, :n]
+        for offset in range(top.shape[0]):
+            pool = top[offset][np.isfinite(scores[offset, top[offset]])]
+            lists[start + offset, 1:] = rng.choice(pool, size - 1, replace=len(pool) < size - 1)
+    slot = rng.integers(0, size, size=len(users))
+    rows = np.arange(len(users))
+    lists[:, 0] = lists[rows, slot]
+    lists[rows, slot] = items
+    label = np.zeros(lists.shape, np.float32)
+    label[rows, slot] = 1.0
+    return {"user": users, "item": lists, "history": hist, "label": label}
+
+
+def _hard_ranking(cfg: Any, prepared: Any, model: Any, folder: str, n: int) -> tuple[Any, dict[str, Any]]:
+    """The ranking model trained on hard-negative lists (cached in ``folder``)."""
+    from tfrec_llm.atomic_io import write_json
+    from tfrec_llm.experiments.ranking_run import _valid_rows
+    from tfrec_llm.training.ranking_trainer import build_ranking_model, train_ranking
+
+    def build() -> Any:
+        return build_ranking_model(cfg, prepared.catalog, prepared.text_embeddings)
+
+    weights, result = os.path.join(folder, "model.weights.h5"), os.path.join(folder, "result.json")
+    if os.path.exists(result):
+        ranking = build()
+        ranking.load_weights(weights)
+        with open(result, encoding="utf-8") as f:
+            return ranking, json.load(f)
+    start = time.perf_counter()
+    train = prepared.split.train
+    examples = _hard_lists(cfg, prepared, model, train, train, n)
+    valid = _hard_lists(cfg, prepared, model, _valid_rows(prepared), train, n)
+    mining = time.perf_counter() - start
+    fit = train_ranking(cfg, examples, valid, build, folder, verbose=2)
+    fit.model.save_weights(weights)
+    info = {
+        "objective": "listwise (hard negatives)",
+        "best_epoch": fit.best_epoch,
+        "valid_metrics": fit.valid_metrics,
+        "epochs_run": fit.epochs_run,
+        "train_seconds": round(fit.seconds + mining, 2),
+    }
+    write_json(result, info)
+    return fit.model, info
+
+
+def _latency(functions: dict[str, Any], kwargs: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """Median and p90 ms of each signature, calls interleaved (rotating order) after a warm-up."""
+    for fn in functions.values():
+        for _ in range(3):
+            fn(**kwargs)
+    times = time_calls({name: (lambda fn=fn: fn(**kwargs)) for name, fn in functions.items()}, repeats)
+    return {
+        name: {
+            "median_ms": float(np.median(t) * 1000.0),
+            "p90_ms": float(np.percentile(t, 90) * 1000.0),
+            "calls": len(t),
+        }
+        for name, t in times.items()
+    }
 
 
 def _compare(a: Any, b: Any, key: str) -> dict[str, float]:
@@ -120,7 +205,18 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     eval_start = time.perf_counter()
     a = user_evaluation(retrieval_scorer, split.test, split.item_ids, ks=(10,))
     b = user_evaluation(two, split.test, split.item_ids, ks=(10,))
-    quality = {key: _compare(a, b, key) for key in ("ndcg@10", "hr@10")}
+    quality: dict[str, Any] = {key: _compare(a, b, key) for key in ("ndcg@10", "hr@10")}
+    report_hard = None
+    if args.hard_negatives:
+        hard_dir = os.path.join(args.model_dir, "loo", f"ranking-{args.objective}-hard")
+        hard_cfg = dataclasses.replace(
+            rank_cfg, train=dataclasses.replace(rank_cfg.train, epochs=args.hard_epochs)
+        )
+        hard, hard_info = _hard_ranking(hard_cfg, prepared, model, hard_dir, n)
+        report_hard = {"folder": os.path.relpath(hard_dir), **hard_info}
+        three = TwoStageScorer(retrieval_scorer, hard, prepared.catalog, n, name="two-stage hard")
+        c = user_evaluation(three, split.test, split.item_ids, ks=(10,))
+        quality["hard_negatives"] = {key: _compare(a, c, key) for key in ("ndcg@10", "hr@10")}
     quality["users"] = int(a.user_ids.size)
     quality["eval_seconds"] = round(time.perf_counter() - eval_start, 1)
 
@@ -140,10 +236,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                 "exclude_item_ids": none,
                 "k": tf.constant(10),
             }
-            latency[f"batch_{batch}"] = {
-                "retrieval": _latency(retrieval_fn, kwargs, repeats),
-                "recommend": _latency(recommend_fn, kwargs, repeats),
-            }
+            functions = {"retrieval": retrieval_fn, "recommend": recommend_fn}
+            latency[f"batch_{batch}"] = _latency(functions, kwargs, repeats)
         for row in latency.values():
             row["ratio"] = row["recommend"]["median_ms"] / row["retrieval"]["median_ms"]
 
@@ -154,6 +248,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "retrieval_run": {"folder": os.path.relpath(folder), **info},
         "ranking_run": {"folder": os.path.relpath(ranking_dir), **rank_info},
         "ranking_section": dataclasses.asdict(rank_cfg.ranking),
+        "ranking_run_hard_negatives": report_hard,
         "num_candidates": n,
         "quality": quality,
         "latency": latency,
@@ -204,10 +299,30 @@ def _markdown(report: dict[str, Any], machine: dict[str, Any], end: dict[str, An
         "negatives; the N candidates it re-ranks are the retrieval model's hardest ones, a "
         "distribution it never saw in training.",
     ]
+    if q.get("hard_negatives"):
+        hard, info = q["hard_negatives"], report["ranking_run_hard_negatives"]
+        lines += [
+            "",
+            "With hard negatives (the same ranking model trained on lists whose negatives are drawn "
+            f"from the retrieval model's top N for the row's history; `{info['folder']}`, best "
+            f"epoch {info['best_epoch']} of {info['epochs_run']}, {info['train_seconds']} s with the "
+            "mining):",
+            "",
+            "| metric | retrieval | two-stage (hard negatives) | difference | beyond 1 SE? |",
+            "|---|---|---|---|---|",
+        ]
+        for key in ("ndcg@10", "hr@10"):
+            r = hard[key]
+            beyond = "yes" if abs(r["difference"]) > r["difference_se"] else "no"
+            lines.append(
+                f"| {key.upper()} | {r['retrieval']:.4f} ± {r['retrieval_se']:.4f} | "
+                f"{r['two_stage']:.4f} ± {r['two_stage_se']:.4f} | "
+                f"{r['difference']:+.4f} ± {r['difference_se']:.4f} (paired) | {beyond} |"
+            )
     target = lat["batch_1"]["ratio"] < 3.0
     lines += [
         "",
-        "## Latency of the exported signatures (loaded SavedModel, in process, k = 10)",
+        "## Latency of the exported signatures (loaded SavedModel, in process, k = 10, calls interleaved)",
         "",
         "| batch | retrieval median / p90 ms | recommend (two-stage) median / p90 ms | ratio |",
         "|---|---|---|---|",
@@ -237,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--ranking-dir", default=None, help="default <model-dir>/loo/ranking-<objective>")
+    parser.add_argument(
+        "--hard-negatives",
+        action="store_true",
+        help="also a ranking model trained on retrieval top-N negatives",
+    )
+    parser.add_argument("--hard-epochs", type=int, default=3, help="epoch cap of the hard-negative model")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--train-only", action="store_true", help="train (or find) the models and stop")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import tf_keras as keras
@@ -99,3 +99,52 @@ class FullRankingValidation(keras.callbacks.Callback):
                 "early stopping: valid/%s has not improved for %d epochs", self.monitor, self.patience
             )
             self.model.stop_training = True
+
+
+def fit_with_validation(
+    model: keras.Model,
+    dataset: Any,
+    *,
+    model_dir: str,
+    log_dir: str,
+    validation: FullRankingValidation | None,
+    epochs: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int = 1,
+) -> tuple[int, dict[str, float], int, int]:
+    """``model.fit`` with the validation callback, ``BackupAndRestore`` and TensorBoard, in that order.
+
+    A run killed before resumes from ``<model_dir>/backup`` (and ``validation`` from its
+    history); after training the best VALID weights are loaded back into ``model``.
+
+    Args:
+        model: A compiled model.
+        dataset: The training dataset.
+        model_dir: Holds ``backup/``.
+        log_dir: TensorBoard folder.
+        validation: Early stopping and best weights; None trains ``epochs`` without it.
+        epochs: Upper bound on epochs.
+        callbacks: More Keras callbacks, run after these (the epoch is checkpointed by then).
+        verbose: Keras progress output.
+
+    Returns:
+        ``(best_epoch, valid_metrics, epochs_run, epochs_this_run)``: best_epoch is -1 and
+        valid_metrics empty without validation; epochs_run counts the epochs before a resume.
+    """
+    backup = os.path.join(model_dir, "backup")
+    all_callbacks: list[keras.callbacks.Callback] = []
+    if validation is not None:
+        if os.path.isdir(backup):
+            validation.load_history()
+        all_callbacks.append(validation)
+    all_callbacks += [
+        keras.callbacks.BackupAndRestore(backup),
+        keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
+        *callbacks,
+    ]
+    history = model.fit(dataset, epochs=epochs, callbacks=all_callbacks, verbose=verbose)
+    if validation is not None and validation.best is not None:
+        model.load_weights(validation.weights_path)
+        epochs_run = int(validation.history[-1]["epoch"]) + 1
+        return int(validation.best["epoch"]), dict(validation.best["metrics"]), epochs_run, len(history.epoch)
+    return -1, {}, len(history.epoch), len(history.epoch)

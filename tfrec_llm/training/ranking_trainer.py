@@ -37,7 +37,7 @@ from tfrec_llm.data.ranking_examples import click_examples, list_examples, ratin
 from tfrec_llm.data.tfdata import make_dataset
 from tfrec_llm.models.multitask import MultitaskModel
 from tfrec_llm.models.ranking import RankingModel
-from tfrec_llm.training.callbacks import FullRankingValidation
+from tfrec_llm.training.callbacks import FullRankingValidation, fit_with_validation
 from tfrec_llm.training.trainer import make_optimizer
 
 VALID_MONITORS = {"rating": "neg_rmse", "ctr": "auc", "listwise": "top1_accuracy"}
@@ -251,29 +251,21 @@ def train_ranking(
     dataset = make_dataset(train_examples, train.batch_size, train.shuffle_buffer, seed=train.seed)
     model = build_model()
     model.compile(optimizer=make_optimizer(train))
-    all_callbacks: list[keras.callbacks.Callback] = []
     validation = None
     if valid_examples is not None:
         monitor = VALID_MONITORS[cfg.ranking.objective]
         validation = FullRankingValidation(
             lambda: evaluate_ranking(model, valid_examples), model_dir, monitor, train.patience
         )
-        if os.path.isdir(os.path.join(model_dir, "backup")):
-            validation.load_history()
-        all_callbacks.append(validation)
-    all_callbacks += [
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), write_graph=False, profile_batch=0),
-        *callbacks,
-    ]
-    history = model.fit(dataset, epochs=epochs or train.epochs, callbacks=all_callbacks, verbose=verbose)
-    best_epoch, valid_metrics = -1, {}
-    if validation is not None and validation.best is not None:
-        model.load_weights(validation.weights_path)
-        best_epoch = int(validation.best["epoch"])
-        valid_metrics = dict(validation.best["metrics"])
-        epochs_run = int(validation.history[-1]["epoch"]) + 1
-    else:
-        epochs_run = len(history.epoch)
+    best_epoch, valid_metrics, epochs_run, epochs_this_run = fit_with_validation(
+        model,
+        dataset,
+        model_dir=model_dir,
+        log_dir=os.path.join(model_dir, "logs"),
+        validation=validation,
+        epochs=epochs or train.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
     seconds = time.perf_counter() - start
-    return RankingTrainResult(model, best_epoch, valid_metrics, epochs_run, len(history.epoch), seconds)
+    return RankingTrainResult(model, best_epoch, valid_metrics, epochs_run, epochs_this_run, seconds)

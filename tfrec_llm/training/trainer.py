@@ -44,7 +44,7 @@ from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.data.splits import Split
 from tfrec_llm.data.tfdata import make_dataset, next_item_windows, training_examples
 from tfrec_llm.models.retrieval import TwoTowerModel
-from tfrec_llm.training.callbacks import FullRankingValidation
+from tfrec_llm.training.callbacks import FullRankingValidation, fit_with_validation
 from tfrec_llm.training.distribute import is_chief, make_strategy, task_name
 
 logger = logging.getLogger(__name__)
@@ -145,33 +145,24 @@ def train_two_tower(
         model.restrict_softmax(trained_items[trained_items >= 0])
         model.compile(optimizer=make_optimizer(cfg.train))
 
-    all_callbacks: list[keras.callbacks.Callback] = []
     validation = None
     if validation_metric is not None and fit_on == "train":
         metric = validation_metric
         validation = FullRankingValidation(
             lambda: metric(model), write_dir, cfg.train.monitor, cfg.train.patience
         )
-        if os.path.isdir(os.path.join(model_dir, "backup")):
-            validation.load_history()
-        all_callbacks.append(validation)
-    all_callbacks += [
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
-        keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"), write_graph=False, profile_batch=0),
-        *callbacks,
-    ]
-    history = model.fit(dataset, epochs=epochs or cfg.train.epochs, callbacks=all_callbacks, verbose=verbose)
-
-    best_epoch, valid_metrics = -1, {}
-    if validation is not None and validation.best is not None:
-        model.load_weights(validation.weights_path)
-        best_epoch = int(validation.best["epoch"])
-        valid_metrics = dict(validation.best["metrics"])
-        epochs_run = int(validation.history[-1]["epoch"]) + 1
-    else:
-        epochs_run = len(history.epoch)
+    best_epoch, valid_metrics, epochs_run, epochs_this_run = fit_with_validation(
+        model,
+        dataset,
+        model_dir=model_dir,
+        log_dir=os.path.join(write_dir, "logs"),
+        validation=validation,
+        epochs=epochs or cfg.train.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
     if not chief:
         shutil.rmtree(write_dir, ignore_errors=True)
     return TrainResult(
-        model, best_epoch, valid_metrics, epochs_run, len(history.epoch), time.perf_counter() - start
+        model, best_epoch, valid_metrics, epochs_run, epochs_this_run, time.perf_counter() - start
     )

@@ -54,3 +54,54 @@ def test_a_ranking_run_of_other_settings_is_stale_not_loaded(tiny_csv_config):
         load_or_train_ranking(cfg, exp.prepare("loo", with_text=False), if_missing="error")
     with open(os.path.join(folder, "model.weights.h5")) as f:
         assert f.read() == "not weights"  # kept as it is
+
+
+@pytest.mark.parametrize("user_text", [False, True])
+def test_export_skips_ranking_of_a_user_text_model_with_a_warning(
+    tiny_csv_config, monkeypatch, caplog, capsys, user_text
+):
+    """With model.user_text the two-stage export is skipped (logged), otherwise it runs."""
+    from types import SimpleNamespace
+
+    from tfrec_llm.cli.main import main
+    from tfrec_llm.errors import ConfigError
+
+    path, folder = tiny_csv_config
+    retrieval = str(folder / "exports" / "retrieval" / "3")
+    ranking_calls = []
+
+    def export_ranking(self, variant, export_dir, version, train_missing):
+        ranking_calls.append((variant, version, train_missing))
+        if self.config.model.user_text:  # what the real TwoStageModule does
+            raise ConfigError("the two-stage (ranking) export does not serve model.user_text yet")
+        return str(folder / "exports" / "ranking" / str(version))
+
+    # no training: the retrieval export and the finished ranking run are stood in for
+    result = SimpleNamespace(retrieval=retrieval, item_encoder=None, models_config="models.config")
+    monkeypatch.setattr(Experiment, "export", lambda self, *args, **kwargs: result)
+    monkeypatch.setattr(Experiment, "ranking_trained", lambda self: True)
+    monkeypatch.setattr(Experiment, "export_ranking", export_ranking)
+    argv = [
+        "export",
+        "--config",
+        path,
+        "--variant",
+        "id",
+        "--quiet",
+        "--set",
+        f"model.user_text={str(user_text).lower()}",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"exported {retrieval}" in out
+    if user_text:
+        assert ranking_calls == []
+        assert "ranking" not in out.replace(retrieval, "")
+        assert any(
+            "skipped 'ranking'" in r.getMessage() and "model.user_text" in r.getMessage()
+            for r in caplog.records
+        )
+    else:
+        assert ranking_calls == [("id", 3, False)]
+        assert "exported " + str(folder / "exports" / "ranking" / "3") in out
+        assert not any("skipped 'ranking'" in r.getMessage() for r in caplog.records)

@@ -217,7 +217,13 @@ def export(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     result = exp.export(args.variant, args.export_dir, args.version, train_missing=False)
     _print_export(result)
-    if exp.ranking_trained():  # the two-stage recommend signature, same version
+    if exp.ranking_trained() and exp.config.model.user_text:
+        # the two-stage graph does not serve user text yet (TwoStageModule's ConfigError)
+        logger.warning(
+            "export: skipped 'ranking' (two-stage): it does not serve model.user_text yet; only the "
+            "retrieval model is exported (train without model.user_text to export both)."
+        )
+    elif exp.ranking_trained():  # the two-stage recommend signature, same version
         version = int(os.path.basename(result.retrieval))
         print(f"exported {exp.export_ranking(args.variant, args.export_dir, version, train_missing=False)}")
     return 0

@@ -283,6 +283,36 @@ class RetrievalModule(tf.Module):
         )
         return tf.ragged.boolean_mask(excluded, excluded >= 0)
 
+    def _scores(self, q: dict) -> tf.Tensor:
+        """[batch, num_items] scores of `_query`'s users: cosine, or popularity for fallback users."""
+        scores = tf.matmul(q["query"], self.candidates, transpose_b=True)
+        popular = tf.broadcast_to(self.popularity[tf.newaxis, :], tf.shape(scores))
+        return tf.where(q["fallback"][:, tf.newaxis], popular, scores)
+
+    def _request_scores(
+        self,
+        user_id: tf.Tensor,
+        recent_item_ids: tf.Tensor,
+        exclude_item_ids: tf.Tensor,
+        k: tf.Tensor,
+        user_text: tf.Tensor | None = None,
+    ) -> tuple[dict, tf.Tensor]:
+        """A request's `_query` and its `_scores`, -inf at `_excluded` items (shared by both graphs).
+
+        k <= 0 is a bad request: INVALID_ARGUMENT (HTTP 400) with ``_K_MESSAGE``.
+        """
+        batch = tf.shape(user_id)[0]
+        num_items = tf.shape(self.candidates)[0]
+        q = self._query(user_id, recent_item_ids, exclude_item_ids, user_text)
+        scores = self._scores(q)
+        excluded = self._excluded(q["users"], q["recent"], q["exclude"])
+        row_ids = tf.cast(excluded.value_rowids(), tf.int32)
+        indices = tf.stack([row_ids, excluded.flat_values], axis=1)
+        hit = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.bool), tf.stack([batch, num_items]))
+        scores = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
+        tf.debugging.assert_positive(k, message=_K_MESSAGE)
+        return q, scores
+
     def _recommend(
         self,
         user_id: tf.Tensor,
@@ -291,23 +321,10 @@ class RetrievalModule(tf.Module):
         k: tf.Tensor,
         user_text: tf.Tensor | None = None,
     ) -> dict[str, tf.Tensor]:
-        batch = tf.shape(user_id)[0]
-        num_items = tf.shape(self.candidates)[0]
-        q = self._query(user_id, recent_item_ids, exclude_item_ids, user_text)
-        query, fallback, history = q["query"], q["fallback"], q["history"]
-        scores = tf.matmul(query, self.candidates, transpose_b=True)
-        popular = tf.broadcast_to(self.popularity[tf.newaxis, :], tf.shape(scores))
-        scores = tf.where(fallback[:, tf.newaxis], popular, scores)
-
-        excluded = self._excluded(q["users"], q["recent"], q["exclude"])
-        row_ids = tf.cast(excluded.value_rowids(), tf.int32)
-        indices = tf.stack([row_ids, excluded.flat_values], axis=1)
-        hit = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.bool), tf.stack([batch, num_items]))
-        scores = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
-
-        # k <= 0 is a bad request (INVALID_ARGUMENT / HTTP 400); k > max_k is capped: the
-        # answer has min(k, max_k) columns, which the response shape tells the client
-        tf.debugging.assert_positive(k, message=_K_MESSAGE)
+        q, scores = self._request_scores(user_id, recent_item_ids, exclude_item_ids, k, user_text)
+        fallback, history = q["fallback"], q["history"]
+        # k > max_k is capped: the answer has min(k, max_k) columns, which the response
+        # shape tells the client
         top = tf.math.top_k(scores, k=tf.minimum(k, self.max_k))
         out = {
             "item_ids": tf.gather(self.item_ids, top.indices),

@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.export.serving_module import _K_MESSAGE, _NO_IDS, RetrievalModule
+from tfrec_llm.export.serving_module import _NO_IDS, RetrievalModule
 from tfrec_llm.models.ranking import RankingModel
 from tfrec_llm.models.retrieval import TwoTowerModel
 
@@ -143,25 +143,13 @@ class TwoStageModule(tf.Module):
         vectors = tf.gather(self.ranking_items, items)
         return tf.cast(model.score_pairs(user, vectors, items, retrieval_scores, training=False), tf.float32)
 
-    def _retrieval_scores(self, q: dict) -> tf.Tensor:
-        """[batch, num_items] first-stage scores: cosine, or popularity for fallback users."""
-        scores = tf.matmul(q["query"], self.retrieval.candidates, transpose_b=True)
-        popular = tf.broadcast_to(self.retrieval.popularity[tf.newaxis, :], tf.shape(scores))
-        return tf.where(q["fallback"][:, tf.newaxis], popular, scores)
-
     def _recommend(
         self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor
     ) -> dict[str, tf.Tensor]:
-        batch = tf.shape(user_id)[0]
         retrieval = self.retrieval
-        q = retrieval._query(user_id, recent_item_ids, exclude_item_ids)
-        scores = self._retrieval_scores(q)
-        excluded = retrieval._excluded(q["users"], q["recent"], q["exclude"])
-        indices = tf.stack([tf.cast(excluded.value_rowids(), tf.int32), excluded.flat_values], axis=1)
-        num_items = tf.shape(retrieval.candidates)[0]
-        hit = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.bool), tf.stack([batch, num_items]))
-        scores = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
-        tf.debugging.assert_positive(k, message=_K_MESSAGE)
+        # the retrieval signature's request handling: OOV users, stored + recent history,
+        # exclusions (-inf), k <= 0 rejected
+        q, scores = retrieval._request_scores(user_id, recent_item_ids, exclude_item_ids, k)
 
         first = tf.math.top_k(scores, k=self.num_candidates)  # stage 1: N candidates
         usable = tf.math.is_finite(first.values)
@@ -185,6 +173,6 @@ class TwoStageModule(tf.Module):
         items = retrieval.item_table.lookup(item_ids)
         known = items >= 0
         items = tf.maximum(items, 0)
-        first = tf.gather(self._retrieval_scores(q), items, batch_dims=1)
+        first = tf.gather(retrieval._scores(q), items, batch_dims=1)
         ranked = self._rank(q, items, first)
         return tf.where(known, ranked, tf.fill(tf.shape(ranked), -np.inf))

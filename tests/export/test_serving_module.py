@@ -151,3 +151,12 @@ def test_export_is_atomic_and_versions_are_immutable(exported, tmp_path):
     assert sorted(os.listdir(tmp_path / "retrieval")) == ["1"]  # no version 2, no temp folder left
     with pytest.raises(ExportError, match="exists already"):
         write_saved_model(module, {"serving_default": module.serve}, str(tmp_path), "retrieval", version=1)
+
+
+def test_every_top_k_waits_for_the_k_check(exported):
+    """k = -3 must fail with our message, never TopKV2's "Need k >= 0" (a CI run saw that)."""
+    from tests.export.graph_order import unchecked_top_k
+
+    found = unchecked_top_k(exported[0])
+    assert found, "no function of the export carries the k >= 1 check"
+    assert all(not nodes for nodes in found.values()), found

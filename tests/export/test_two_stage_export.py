@@ -185,3 +185,11 @@ def test_two_stage_scorer_ranks_like_the_signature(exported):
         assert top == out["item_ids"].numpy().astype(str)[row].tolist()
         seen = catalog.item_index(list(histories[user]))
         assert np.all(scores[row, seen] == -np.inf)
+
+
+def test_every_top_k_waits_for_the_k_check(exported):
+    """Both top_k stages run after the k >= 1 check, so k < 0 always gets our message."""
+    from tests.export.graph_order import unchecked_top_k
+
+    found = unchecked_top_k(exported[0])
+    assert found and all(not nodes for nodes in found.values()), found

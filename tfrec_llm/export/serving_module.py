@@ -310,7 +310,11 @@ class RetrievalModule(tf.Module):
         indices = tf.stack([row_ids, excluded.flat_values], axis=1)
         hit = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.bool), tf.stack([batch, num_items]))
         scores = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
-        tf.debugging.assert_positive(k, message=_K_MESSAGE)
+        # the check must run before any top_k reads k: a graph orders ops only by their data and
+        # control dependencies, so without this edge TopKV2 may fail first ("Need k >= 0")
+        checked = tf.debugging.assert_positive(k, message=_K_MESSAGE)
+        with tf.control_dependencies([checked]):
+            scores = tf.identity(scores)
         return q, scores
 
     def _recommend(

@@ -208,22 +208,25 @@ class RetrievalModule(tf.Module):
     def _optional_ids(self, ids: tf.Tensor, batch: tf.Tensor, name: str) -> tf.Tensor:
         """Catalog indices of an optional [batch, n] id input; [batch, 0] when it was omitted."""
         rows = tf.shape(ids)[0]
-        tf.debugging.assert_equal(
+        checked = tf.debugging.assert_equal(
             tf.logical_or(tf.equal(rows, 0), tf.equal(rows, batch)),
             True,
             message=f"{name} must have one row per user_id (or be omitted)",
         )
         idx = self.item_table.lookup(ids)
-        return tf.cond(tf.equal(rows, 0), lambda: tf.fill([batch, 0], -1), lambda: idx)
+        with tf.control_dependencies([checked]):  # the check first, before any op meets the bad shape
+            return tf.cond(tf.equal(rows, 0), lambda: tf.fill([batch, 0], -1), lambda: idx)
 
     def _user_text(self, user_text: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
         """[batch, text_dim] BERT vectors of the users' texts; zero rows where "" (or omitted)."""
         rows = tf.shape(user_text)[0]
-        tf.debugging.assert_equal(
+        checked = tf.debugging.assert_equal(
             tf.logical_or(tf.equal(rows, 0), tf.equal(rows, batch)),
             True,
             message="user_text must have one entry per user_id (or be omitted)",
         )
+        with tf.control_dependencies([checked]):
+            user_text = tf.identity(user_text)
         texts = tf.cond(tf.equal(rows, 0), lambda: tf.fill([batch], ""), lambda: user_text)
         given = tf.not_equal(tf.strings.strip(texts), "")
         dim = self.query_tower.user_text_dim

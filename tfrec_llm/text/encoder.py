@@ -18,6 +18,7 @@ import tf_keras
 
 from tfrec_llm.errors import ConfigError, DataError
 from tfrec_llm.text.bert_loader import load_bert
+from tfrec_llm.text.lora import install_lora, lora_weights
 from tfrec_llm.text.pooling import masked_mean
 from tfrec_llm.text.tokenizer import load_tokenizer, validate_max_length
 
@@ -76,6 +77,10 @@ class TextEncoder(tf_keras.layers.Layer):  # type: ignore[misc]
             which this layer does not use, follows them). 0 freezes the whole BERT, -1 trains
             all of it, N in [1, num_layers] trains the top N with embeddings and lower layers
             frozen.
+        lora_rank: > 0: LoRA adapters of this rank on the query/value projections
+            (``text.lora_rank``); they train, and BERT's own weights follow ``trainable_layers``.
+        lora_alpha: LoRA scale numerator (the update is scaled by ``lora_alpha / lora_rank``).
+        lora_layers: 0 = adapters in every transformer layer; N = in the top N only.
         **kwargs: Base Layer arguments (``name``, ``trainable``, ``dtype``).
 
     Example:
@@ -91,6 +96,9 @@ class TextEncoder(tf_keras.layers.Layer):  # type: ignore[misc]
         pooling: str = "mean",
         normalize: bool = True,
         trainable_layers: int = 0,
+        lora_rank: int = 0,
+        lora_alpha: float = 8.0,
+        lora_layers: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -119,6 +127,9 @@ class TextEncoder(tf_keras.layers.Layer):  # type: ignore[misc]
         num_layers = int(self.bert.config.num_hidden_layers)
         _check_trainable_layers(trainable_layers, num_layers)
         self._set_trainable_layers(trainable_layers, num_layers)
+        self.lora_rank, self.lora_alpha, self.lora_layers = lora_rank, lora_alpha, lora_layers
+        if lora_rank:
+            install_lora(self.bert, lora_rank, lora_alpha, lora_layers)
         self._graph_token_encoder: _GraphTokenEncoder | None = None
 
     def _set_trainable_layers(self, trainable_layers: int, num_layers: int) -> None:
@@ -156,7 +167,7 @@ class TextEncoder(tf_keras.layers.Layer):  # type: ignore[misc]
         """
         if not self.trainable:
             return []
-        chosen = self._policy_trainable_refs()
+        chosen = self._policy_trainable_refs() | {w.ref() for w in lora_weights(self.bert)}
         return [weight for weight in self.bert.weights if weight.ref() in chosen]
 
     @property
@@ -241,6 +252,8 @@ class TextEncoder(tf_keras.layers.Layer):  # type: ignore[misc]
                 "trainable_layers": self.trainable_layers,
             }
         )
+        if self.lora_rank:  # only when on, so configs without LoRA stay as they were
+            config.update(lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_layers=self.lora_layers)
         return config
 
 

@@ -45,7 +45,7 @@ def test_the_text_reaches_the_experiment(tiny_csv_config, capsys, monkeypatch):
     config, _ = tiny_csv_config
     calls = []
 
-    def fake_recommend(self, users, k, variant, train_missing, user_text=None, two_stage=None):
+    def fake_recommend(self, users, k, variant, train_missing, user_text=None, two_stage=None, scenario=None):
         assert two_stage is None  # no --two-stage: the experiment decides
         calls.append((users, k, user_text))
         return [[("1", 0.5)] for _ in users]

@@ -137,6 +137,13 @@ def add_subcommands(subparsers: Any) -> None:
         help="retrieve ranking.num_candidates items, rank them with the ranking model (tfrec-llm "
         "train --variant ranking) and print its top K; the default whenever that model is trained",
     )
+    p.add_argument(
+        "--scenario",
+        default=None,
+        metavar="NAME",
+        help="recommend only items of this scenario's catalog (a value of the data's 'scenario' "
+        "column, e.g. news); the other scenarios' items are excluded before both stages",
+    )
     options.add_variant(p)
     p.set_defaults(handler=recommend)
 
@@ -246,7 +253,13 @@ def recommend(args: argparse.Namespace) -> int:
     user_text = getattr(args, "user_text", None)
     two_stage = True if getattr(args, "two_stage", False) else None
     answers = exp.recommend(
-        users, args.k, args.variant, train_missing=False, user_text=user_text, two_stage=two_stage
+        users,
+        args.k,
+        args.variant,
+        train_missing=False,
+        user_text=user_text,
+        two_stage=two_stage,
+        scenario=getattr(args, "scenario", None),
     )
     titles = exp.prepare("loo", with_text=variant_uses_text(args.variant)).titles
     text_spec = getattr(args, "explain_text", None)

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.config.choices import REPORT_VARIANTS, VARIANT_NAMES, variant_uses_text
 from tfrec_llm.content.evidence import Explanation
+from tfrec_llm.data.scenario_catalog import scenario_item_ids
 from tfrec_llm.data.schema import RecDataset
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.evaluation.compare import ComparisonResult, compare_scorers
@@ -211,6 +212,7 @@ class Experiment:
         train_missing: bool = True,
         user_text: str | None = None,
         two_stage: bool | None = None,
+        scenario: str | None = None,
     ) -> Recommendations:
         """Top-``k`` items for ``users``, in process, with the graph that is exported.
 
@@ -225,9 +227,14 @@ class Experiment:
         retrieves ``ranking.num_candidates`` items, ranks them with the ranking model and
         returns its top ``k`` (the exported ``recommend`` signature's graph).
 
+        ``scenario`` (a value of the data's ``scenario`` column) keeps the answers in that
+        scenario's catalog: every other item is passed as ``exclude_item_ids``, so both stages
+        choose among the scenario's items only.
+
         Raises:
             ConfigError: If ``k < 1`` or ``user_text`` is empty or too long (before any data is
-                read), or the model does not read user text.
+                read), the model does not read user text, or ``scenario`` is given but the
+                data has no ``scenario`` column or not that value in it.
             MissingRunError: With ``train_missing=False``, if the model is not trained yet
                 (before any data is read).
         """
@@ -239,6 +246,11 @@ class Experiment:
             needed = [("loo", variant)] + ([("loo", "ranking")] if two_stage else [])
             require_trained(self.config, needed, "recommend")
         prepared = self.prepare("loo", with_text=variant_uses_text(variant))
+        outside: list[str] | None = None
+        inside: set[str] = set()
+        if scenario is not None:
+            inside = set(scenario_item_ids(prepared.dataset, scenario).tolist())
+            outside = [item for item in prepared.split.item_ids.tolist() if item not in inside]
         model = self._model(variant, "loo", train_missing)
         if user_text is not None and not model.user_text_dim:
             raise ConfigError(
@@ -277,14 +289,20 @@ class Experiment:
                     "user %r is unknown to the model: recommending the most popular unseen items", user
                 )
         none = tf.zeros([0, 0], tf.string)
-        args = [tf.constant(users), none, none, tf.constant(k, tf.int32)]
+        exclude = none if not outside else tf.constant([outside] * len(users), tf.string)
+        args = [tf.constant(users), none, exclude, tf.constant(k, tf.int32)]
         if model.user_text_dim:
             args.append(tf.constant([user_text or ""] * len(users)))
         out = module.recommend(*args) if two_stage else module.serve(*args)
         ids: np.ndarray = out["item_ids"].numpy()
         scores: np.ndarray = out["scores"].numpy()
         return [
-            [(item.decode(), float(score)) for item, score in zip(row_ids, row_scores)]
+            [
+                (item.decode(), float(score))
+                for item, score in zip(row_ids, row_scores)
+                # fewer scenario items left than k: the excluded ones come back at -inf
+                if outside is None or (item.decode() in inside and np.isfinite(score))
+            ]
             for row_ids, row_scores in zip(ids, scores)
         ]
 

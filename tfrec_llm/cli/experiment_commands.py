@@ -150,8 +150,8 @@ def add_subcommands(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "run",
         help="the whole job: evaluate (train if needed), export, serve over gRPC and query",
-        description="Evaluate Random, MostPop, the ID-only and the BERT two-tower under the given "
-        "protocols, export the BERT model, start the local TF Serving-compatible server on a free "
+        description="Evaluate Random, MostPop and the config's model (--variants adds others) under "
+        "the given protocols, export it, start the local TF Serving-compatible server on a free "
         "loopback port, and query it over gRPC for a few users.",
     )
     options.add_common(p)
@@ -160,6 +160,14 @@ def add_subcommands(subparsers: Any) -> None:
         type=options.protocol_list,
         default=["loo", "cold-items"],
         help="comma-separated protocols (default loo,cold-items)",
+    )
+    p.add_argument(
+        "--variants",
+        type=options.variant_list,
+        default=list(REPORT_VARIANTS),
+        help=options.VARIANT_HELP + f" (comma-separated; default {','.join(REPORT_VARIANTS)}); the last "
+        "one is exported and served, e.g. --variants mean,bert compares the original mean-pooling "
+        "two-tower beside the config's model",
     )
     p.add_argument("--export-dir", default=None, help="base export folder (default: export.export_dir)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the evaluation records as JSON")
@@ -294,12 +302,12 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     exp = _experiment(args)
     print("== 1/4 evaluate (trains the models that are not trained yet)")
-    result = exp.evaluate(args.protocol, REPORT_VARIANTS)
+    result = exp.evaluate(args.protocol, args.variants)
     print(result.table)
     _write_records(result.records, args.json)
 
-    print("== 2/4 export")
-    exported = exp.export("bert", args.export_dir)
+    print(f"== 2/4 export ({args.variants[-1]})")
+    exported = exp.export(args.variants[-1], args.export_dir)
     _print_export(exported)
 
     print(

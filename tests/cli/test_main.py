@@ -108,3 +108,15 @@ def test_help_imports_neither_tensorflow_nor_the_benchmarks():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_run_with_variants_evaluates_those_and_exports_the_last(tiny_csv_config, capsys):
+    config, tmp = tiny_csv_config
+    out_json = tmp / "run.json"
+    argv = ["run", "--config", config, "--protocol", "loo", "--variants", "id", "--users", "1"]
+    assert main([*argv, "--json", str(out_json), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert {r["model"] for r in json.loads(out_json.read_text())} == {"Random", "MostPop", "TwoTower-ID"}
+    assert "== 2/4 export (id)" in printed and "user 1:" in printed  # served and queried over gRPC
+    assert sorted(os.listdir(tmp / "runs" / "loo")) == ["id"]  # bert (the default) was not trained
+    assert os.listdir(tmp / "exports" / "retrieval")

@@ -305,10 +305,13 @@ def run(args: argparse.Namespace) -> int:
     result = exp.evaluate(args.protocol, args.variants)
     print(result.table)
     _write_records(result.records, args.json)
+    print(f"(evaluate: {time.perf_counter() - start:.0f} s)")
 
     print(f"== 2/4 export ({args.variants[-1]})")
+    started = time.perf_counter()
     exported = exp.export(args.variants[-1], args.export_dir)
     _print_export(exported)
+    print(f"(export: {time.perf_counter() - started:.0f} s)")
 
     print(
         "== 3/4 serve: local TF Serving-compatible PredictionService on 127.0.0.1 (production: tensorflow/serving)"

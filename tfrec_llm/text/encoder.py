@@ -2,7 +2,7 @@
 
 ``TextEncoder`` is the servable path (``call`` takes ``tf.string``); ``encode_texts`` is the fast
 offline path that tokenizes once in Python, sorts texts by length and pads each batch only to
-its longest text (docs/stack.md: ~700 texts/s for MiniLM on 2 cores vs ~180 with fixed padding).
+its longest text, in batches that pad almost nothing (``fast_encode``; docs/stack.md).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import tf_keras
 
 from tfrec_llm.errors import ConfigError, DataError
 from tfrec_llm.text.bert_loader import load_bert
+from tfrec_llm.text.fast_encode import encode_token_ids
 from tfrec_llm.text.lora import install_lora, lora_weights
 from tfrec_llm.text.pooling import masked_mean
 from tfrec_llm.text.tokenizer import load_tokenizer, validate_max_length
 
 POOLINGS = ("mean", "cls")
-_PAD_MULTIPLE = 8
 _TOKENIZE_CHUNK = 1024
 
 
@@ -304,16 +304,16 @@ def encode_texts(
 
     Tokenizes once in Python (the folder's ``tokenizer.json`` with the ``tokenizers`` library
     when present, after the normalisation the in-graph tokenizer applies, else the encoder's
-    in-graph tokenizer), sorts the texts by token count, pads each batch to its longest text
-    rounded up to a multiple of 8, runs ``encoder.graph_encode_tokens`` (one traced
-    ``tf.function``) and restores the input order. The result equals ``encoder(texts)`` up to
+    in-graph tokenizer), sorts the texts by token count, cuts them into passes that pad almost
+    nothing (``fast_encode.plan_batches``), runs ``encoder.graph_encode_tokens`` (one traced
+    ``tf.function``) on each and restores the input order. The result equals ``encoder(texts)`` up to
     float rounding; the ids can still differ for U+2028/U+2029, U+FFFD and private-use
     characters, which the two tokenizers treat differently.
 
     Args:
         encoder: The layer whose weights and settings to use.
         texts: Strings to embed; empty strings are allowed.
-        batch_size: Texts per forward pass (128 is fastest for MiniLM on CPU).
+        batch_size: Most texts per forward pass (128 is fastest for MiniLM on CPU).
         show_progress: Show a tqdm progress bar over batches.
 
     Returns:
@@ -332,27 +332,14 @@ def encode_texts(
                 f"texts[{position}] is {type(text).__name__} {text!r}, expected str. Render "
                 "item fields to strings first (text.templates.render_texts)."
             )
-    output = np.zeros((len(texts), encoder.hidden_size), dtype=np.float32)
     if not texts:
-        return output
+        return np.zeros((0, encoder.hidden_size), dtype=np.float32)
     ids = _tokenize(encoder, texts)
-    lengths = np.array([len(row) for row in ids])
-    order = np.argsort(lengths, kind="stable")
-    pad_id = int(encoder.tokenizer.pad_token_id)
-    starts = range(0, len(texts), batch_size)
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="encode_texts", unit="batch")
-    for start in starts:
-        rows = order[start : start + batch_size]
-        longest = int(lengths[rows].max())
-        width = min(-(-longest // _PAD_MULTIPLE) * _PAD_MULTIPLE, max(longest, encoder.max_length))
-        input_ids = np.full((len(rows), width), pad_id, dtype=np.int32)
-        mask = np.zeros((len(rows), width), dtype=np.int32)
-        for i, row in enumerate(rows):
-            input_ids[i, : lengths[row]] = ids[row]
-            mask[i, : lengths[row]] = 1
-        vectors = encoder.graph_encode_tokens(tf.constant(input_ids), tf.constant(mask))
-        output[rows] = vectors.numpy()
-    return output
+    return encode_token_ids(
+        encoder.graph_encode_tokens,
+        ids,
+        encoder.hidden_size,
+        pad_id=int(encoder.tokenizer.pad_token_id),
+        max_rows=batch_size,
+        show_progress=show_progress,
+    )

@@ -53,7 +53,8 @@ def plan_batches(
     The texts are sorted by length (stable, so ties keep input order) and the sorted list is cut
     into consecutive runs of at most ``max_rows`` texts. Each run is padded to its longest text;
     the cut minimises ``sum(rows * longest) + call_cost_tokens * number_of_runs``, found by
-    dynamic programming in ``O(len(lengths) * max_rows)``.
+    dynamic programming in ``O(len(lengths) * max_rows)``; among equal cuts it takes the fewest
+    passes, then the one whose partial pass comes last.
 
     Args:
         lengths: Token count of each text (>= 0).
@@ -84,13 +85,16 @@ def plan_batches(
     order = np.argsort(lengths, kind="stable")
     ordered = lengths[order]
     # best[j]: least cost of the first j sorted texts; start[j]: where the last run of it begins.
+    # Each pass also costs 1 / (count + 1): less than one token in all, so among cuts of equal
+    # cost the one with the fewest passes wins.
+    per_pass = call_cost_tokens + 1.0 / (count + 1)
     best = np.zeros(count + 1, dtype=np.float64)
     start = np.zeros(count + 1, dtype=np.int64)
     for end in range(1, count + 1):
         first = max(0, end - max_rows)
         starts = np.arange(first, end)
-        costs = best[first:end] + call_cost_tokens + (end - starts) * float(ordered[end - 1])
-        pick = int(np.argmin(costs))  # the first minimum: the longest run among equals
+        costs = best[first:end] + per_pass + (end - starts) * float(ordered[end - 1])
+        pick = len(costs) - 1 - int(np.argmin(costs[::-1]))  # ties: the shortest last run
         best[end] = costs[pick]
         start[end] = first + pick
     runs = []

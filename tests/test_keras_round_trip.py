@@ -1,8 +1,8 @@
 """Every registered Keras class of tfrec_llm: config round trip and save/load in a fresh process.
 
-One case per class (two for ``ItemTower``: precomputed text table, and a fine-tuned BERT
-nested inside; two for ``QueryTower``: mean pooling, and an attention history encoder with user
-dropout; two for ``TwoTowerModel``: the original model, and a next-item model whose query tower
+One case per class (two for ``TextEncoder``: plain, and with LoRA adapters; two for
+``ItemTower``: precomputed text table, and a fine-tuned BERT nested inside; two for
+``QueryTower``: mean pooling, and an attention history encoder with user dropout; two for ``TwoTowerModel``: the original model, and a next-item model whose query tower
 has a GRU encoder), built tiny, with the checks of ``tests/keras_testing.py``. All cases are saved
 first and reloaded by ONE new Python process, so the whole file costs one extra interpreter.
 ``test_every_registered_class_has_a_case`` reads the package source, so a new registered class
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tf_keras
 
 import tfrec_llm  # noqa: F401
 from tfrec_llm.models.layers import (
@@ -35,6 +36,7 @@ from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.text_adaptors import AlignmentLoss, TextMoEAdaptor, TextWhitening
 from tfrec_llm.models.towers import ItemTower
 from tfrec_llm.text.encoder import TextEncoder
+from tfrec_llm.text.lora import LoRADense
 from tfrec_llm.text.pooling import MaskedMeanPooling
 from tfrec_llm.text.student import StudentEncoder
 
@@ -298,6 +300,32 @@ def _text_encoder(bert_dir: str, vocab: list[str]) -> Case:
     return TextEncoder(**arguments), arguments, (texts,)
 
 
+def _lora_text_encoder(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {
+        "model_path": bert_dir,
+        "max_length": 16,
+        "lora_rank": 2,
+        "lora_alpha": 4.0,
+        "lora_layers": 1,
+        "name": "lora_text",
+    }
+    texts = np.array(["Toy Story", "space rocket adventure", "", "the spy film about toys"])
+    return TextEncoder(**arguments), arguments, (texts,)
+
+
+def _lora_dense(bert_dir: str, vocab: list[str]) -> Case:
+    dense = tf_keras.layers.Dense(3, activation="gelu", trainable=False, name="projection")
+    arguments = {
+        "dense": tf_keras.layers.serialize(dense),
+        "rank": 2,
+        "alpha": 6.0,
+        "seed": 3,
+        "name": "lora",
+    }
+    inputs = np.random.default_rng(25).normal(size=(2, 4, 5)).astype(np.float32)
+    return LoRADense(**arguments), arguments, (inputs,)
+
+
 def _cross_network(bert_dir: str, vocab: list[str]) -> Case:
     arguments = {
         "cross_layers": 2,
@@ -404,6 +432,8 @@ CASES: dict[str, Callable[[str, list[str]], Case]] = {
     "TwoTowerModel": _two_tower_model,
     "TwoTowerModel/next_item": _next_item_two_tower_model,
     "TextEncoder": _text_encoder,
+    "TextEncoder/lora": _lora_text_encoder,
+    "LoRADense": _lora_dense,
     "StudentEncoder": _student_encoder,
     "CrossNetwork": _cross_network,
     "RankingModel": _ranking_model,

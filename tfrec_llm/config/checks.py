@@ -160,6 +160,16 @@ def _text_checks(cfg: Any) -> list[Check]:
             "-1 (all), 0 (frozen) or N > 0",
             "Set the number of top BERT layers to train.",
         ),
+        _at_least("text.lora_rank", text.lora_rank, 0, "0 = off; e.g. 4 or 8 for LoRA adapters."),
+        _positive("text.lora_alpha", text.lora_alpha, "e.g. 8.0 (the update is scaled by alpha / rank)."),
+        _at_least("text.lora_layers", text.lora_layers, 0, "0 = every transformer layer, N = the top N."),
+        _check(
+            text.lora_rank == 0 or text.fine_tune_layers == 0,
+            "text.lora_rank",
+            text.lora_rank,
+            f"0 while text.fine_tune_layers={text.fine_tune_layers}",
+            "Use either LoRA adapters (text.lora_rank) or full fine-tuning (text.fine_tune_layers).",
+        ),
     ]
 
 

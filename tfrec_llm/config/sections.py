@@ -64,6 +64,12 @@ class TextConfig:
             looked up (fast; the default). N > 0 = the top N transformer layers are trained
             with the towers (BERT runs inside the item tower every step; slow on CPU, see
             docs/fine_tuning.md). -1 = all layers and the embeddings.
+        lora_rank: > 0 = LoRA adapters of this rank on the attention query/value projections
+            train with the towers while BERT stays frozen (BERT runs inside the item tower;
+            merged into the kernels at export, docs/fine_tuning.md). 0 = off (the default).
+            Needs ``fine_tune_layers`` 0.
+        lora_alpha: LoRA scale numerator; the update is scaled by ``lora_alpha / lora_rank``.
+        lora_layers: 0 = adapters in every transformer layer; N = in the top N only.
     """
 
     model_path: str = ""
@@ -73,6 +79,14 @@ class TextConfig:
     cache_dir: str = ""
     batch_size: int = 128
     fine_tune_layers: int = 0
+    lora_rank: int = 0
+    lora_alpha: float = 8.0
+    lora_layers: int = 0
+
+    @property
+    def runs_bert(self) -> bool:
+        """BERT runs inside the item tower (fine-tuning or LoRA), not a precomputed table."""
+        return self.fine_tune_layers != 0 or self.lora_rank > 0
 
 
 @dataclasses.dataclass(frozen=True)

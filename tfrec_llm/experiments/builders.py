@@ -99,7 +99,7 @@ def build_two_tower(
     Raises:
         ConfigError: Fine-tuning without ``text_tokens``.
     """
-    fine_tune = cfg.use_text and text is not None and text.fine_tune_layers != 0
+    fine_tune = cfg.use_text and text is not None and text.runs_bert
     text_dim = 0
     if text_embeddings is not None and cfg.use_text and not fine_tune:
         text_dim = int(text_embeddings.shape[1])
@@ -118,6 +118,15 @@ def build_two_tower(
             "text_max_length": text.max_length,
             "text_pooling": text.pooling,
             "fine_tune_layers": text.fine_tune_layers,
+            **(
+                {
+                    "text_lora_rank": text.lora_rank,
+                    "text_lora_alpha": text.lora_alpha,
+                    "text_lora_layers": text.lora_layers,
+                }
+                if text.lora_rank
+                else {}
+            ),
         }
     model = TwoTowerModel(
         item_tower={

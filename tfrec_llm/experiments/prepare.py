@@ -189,7 +189,7 @@ def prepare(
     if with_text:
         cache_dir = cfg.text.cache_dir or os.path.join(cfg.train.model_dir, "text_cache")
         embeddings = encode_item_texts(cfg.text, texts, cache_dir)
-        if cfg.text.fine_tune_layers != 0:
+        if cfg.text.runs_bert:
             tokens = tokenize_item_texts(cfg.text, texts)
     return Prepared(dataset, split, catalog, tuple(texts), embeddings, tokens)
 

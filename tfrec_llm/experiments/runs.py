@@ -185,7 +185,7 @@ def _text_inputs(
         return None, None
     if prepared.text_embeddings is None:
         raise ConfigError(f"variant {variant!r} needs text embeddings; call prepare(..., with_text=True)")
-    if vcfg.text.fine_tune_layers == 0:
+    if not vcfg.text.runs_bert:  # frozen BERT: the precomputed table
         return prepared.text_embeddings, None
     if prepared.text_tokens is None:
         raise ConfigError(

@@ -142,12 +142,18 @@ def export_item_encoder(
 
     ``encoder`` is the (fine-tuned) TextEncoder, or a `StudentTextEncoder`, to export; None loads
     the pretrained teacher from ``model_path``. ``assets.extra/item_encoder.json`` says which
-    (``{"encoder": "teacher" | "student", "output_dim", "max_length"}``).
+    (``{"encoder": "teacher" | "student", "output_dim", "max_length"}``). A TextEncoder with LoRA
+    adapters is exported with the adapters merged into its kernels (``text.lora.merged_copy``),
+    so the SavedModel holds the plain BERT graph.
     """
     if encoder is None:
         from tfrec_llm.text.encoder import TextEncoder
 
         encoder = TextEncoder(model_path, max_length=cfg.text.max_length, pooling=cfg.text.pooling)
+    elif getattr(encoder, "lora_rank", 0):
+        from tfrec_llm.text.lora import merged_copy
+
+        encoder = merged_copy(encoder)
     module = ItemEncoderModule(encoder)  # type: ignore[arg-type]
     warmup = [{"text": np.asarray(list(sample_texts)[:8], dtype=object).astype(bytes)}]
     metadata = {

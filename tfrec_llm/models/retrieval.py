@@ -116,7 +116,7 @@ class TwoTowerModel(tfrs.Model):
         self.softmax_items: tf.Tensor | None = None
         self.user_text_dim = self.query_tower.user_text_dim
         if self.user_text_dim and (
-            self.item_tower._text_width != self.user_text_dim or self.item_tower.fine_tune_layers != 0
+            self.item_tower._text_width != self.user_text_dim or self.item_tower.text_encoder is not None
         ):
             raise ConfigError(
                 f"TwoTowerModel: the query tower's user_text_dim={self.user_text_dim} needs an item "

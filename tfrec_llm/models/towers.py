@@ -37,7 +37,8 @@ class ItemTower(keras.Model):
     ``TextEncoder`` sublayer instead: the item's token ids and attention mask are gathered from
     two non-trainable tables and run through BERT, whose top ``fine_tune_layers`` transformer
     layers (-1 = all) train with the towers. Each call pads the gathered tokens only to the
-    longest text among its items.
+    longest text among its items. With ``text_lora_rank > 0`` the same ``TextEncoder`` runs, its
+    BERT frozen, with LoRA adapters (``tfrec_llm.text.lora``) that train with the towers.
 
     Args:
         num_items: Catalog size.
@@ -57,6 +58,10 @@ class ItemTower(keras.Model):
         fine_tune_layers: 0 = use the precomputed text table (frozen BERT); N > 0 = fine-tune
             the top N transformer layers; -1 = fine-tune all of BERT. With fine-tuning,
             ``text_dim`` may be 0 (it becomes BERT's hidden size).
+        text_lora_rank: > 0: LoRA adapters of this rank on BERT's query/value projections (BERT
+            runs in the tower as with fine-tuning; needs ``fine_tune_layers`` 0).
+        text_lora_alpha: LoRA scale numerator (update scaled by alpha / rank).
+        text_lora_layers: 0 = adapters in every transformer layer; N = the top N.
         normalize: L2-normalise the output (cosine scores); False keeps the raw vector, whose
             norm can carry an item's popularity.
         text_whitening: Whiten the frozen text vectors (``TextWhitening``, fitted on the
@@ -91,6 +96,9 @@ class ItemTower(keras.Model):
         normalize: bool = True,
         text_whitening: bool = False,
         text_experts: int = 0,
+        text_lora_rank: int = 0,
+        text_lora_alpha: float = 8.0,
+        text_lora_layers: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -98,9 +106,10 @@ class ItemTower(keras.Model):
         # imply is derived into the private fields below.
         text_encoder = None
         text_width = text_dim
-        if use_text and fine_tune_layers != 0:
+        lora = {"lora_rank": text_lora_rank, "lora_alpha": text_lora_alpha, "lora_layers": text_lora_layers}
+        if use_text and (fine_tune_layers != 0 or text_lora_rank > 0):
             text_encoder, text_width = _fine_tuned_encoder(
-                text_model_path, text_max_length, text_pooling, fine_tune_layers, text_dim
+                text_model_path, text_max_length, text_pooling, fine_tune_layers, text_dim, lora
             )
         if use_text and text_width <= 0:
             raise ConfigError(f"ItemTower: use_text=True needs text_dim > 0, got text_dim={text_dim}")
@@ -132,6 +141,9 @@ class ItemTower(keras.Model):
         self.normalize = normalize
         self.text_whitening = text_whitening
         self.text_experts = text_experts
+        self.text_lora_rank = text_lora_rank
+        self.text_lora_alpha = text_lora_alpha
+        self.text_lora_layers = text_lora_layers
 
         self.id_index = tf.Variable(tf.zeros([num_items], tf.int32), trainable=False, name="id_index")
         # Only the sublayers of the enabled features exist (unbuilt layers break training).
@@ -258,6 +270,14 @@ class ItemTower(keras.Model):
             **({} if self.normalize else {"normalize": False}),
             **({"text_whitening": True} if self.text_whitening else {}),
             **({"text_experts": self.text_experts} if self.text_experts else {}),
+            **(self._lora_config() if self.text_lora_rank else {}),
+        }
+
+    def _lora_config(self) -> dict[str, Any]:
+        return {
+            "text_lora_rank": self.text_lora_rank,
+            "text_lora_alpha": self.text_lora_alpha,
+            "text_lora_layers": self.text_lora_layers,
         }
 
     def _set_token_tables(self, token_ids: np.ndarray | None, attention_mask: np.ndarray | None) -> None:
@@ -285,9 +305,9 @@ class ItemTower(keras.Model):
 
 
 def _fine_tuned_encoder(
-    model_path: str, max_length: int, pooling: str, fine_tune_layers: int, text_dim: int
+    model_path: str, max_length: int, pooling: str, fine_tune_layers: int, text_dim: int, lora: dict[str, Any]
 ) -> tuple[Any, int]:
-    """The TextEncoder of a fine-tuned ItemTower and the width of its output."""
+    """The TextEncoder of a fine-tuned (or LoRA-adapted) ItemTower and the width of its output."""
     if not model_path:
         raise ConfigError(
             f"ItemTower: fine_tune_layers={fine_tune_layers} needs text_model_path, the BERT "
@@ -302,6 +322,7 @@ def _fine_tuned_encoder(
         pooling=pooling,
         trainable_layers=fine_tune_layers,
         name="text_encoder",
+        **(lora if lora["lora_rank"] else {}),
     )
     if text_dim not in (0, encoder.hidden_size):
         raise ConfigError(

@@ -91,9 +91,11 @@ class LoRADense(tf_keras.layers.Layer):  # type: ignore[misc]
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = super().get_config()
+        dense = tf_keras.layers.serialize(self.dense)
+        dense.pop("build_config", None)  # build() builds the Dense: the same config before and after
         config.update(
             {
-                "dense": tf_keras.layers.serialize(self.dense),
+                "dense": dense,
                 "rank": self.rank,
                 "alpha": self.alpha,
                 "seed": self.seed,

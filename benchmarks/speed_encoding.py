@@ -5,6 +5,12 @@ longest text rounded up to 8) runs against a plain loop over the same ``TFBertMo
 Face tokenizer, input order, fixed padding to 64, and padding to the longest text of each
 unsorted batch). Rates are also given as a fraction of the machine's fp32 matmul rate, measured
 in the same run (`MatmulProbe`); the FLOP count is in ``speed.py``'s docstring (`bert_flops`).
+
+`bench_encoder_speed` (run by ``encoder_speed.py``) times, in one interleaved run, wall and CPU
+seconds of: ``encode_texts`` (the passes of ``tfrec_llm.text.fast_encode.plan_batches``), the
+batching it replaced (`LegacySortedEncoder`: 128 sorted texts a pass, padded to the longest
+rounded up to 8), the same batches through an XLA-compiled function, a plain ``TFBertModel``
+loop and the matmul probe.
 """
 
 from __future__ import annotations
@@ -112,7 +118,8 @@ class PlainBertLoop:
 
 
 def ours_widths(lengths: Sequence[int], batch_size: int, max_length: int) -> list[tuple[int, int]]:
-    """(rows, padded width) per batch of ``encode_texts`` (sorted, rounded up to 8)."""
+    """(rows, padded width) per batch of `LegacySortedEncoder` (sorted, rounded up to 8): the
+    batching of ``encode_texts`` until 2026-11-30."""
     import numpy as np
 
     ordered = np.sort(np.asarray(lengths), kind="stable")
@@ -124,8 +131,15 @@ def ours_widths(lengths: Sequence[int], batch_size: int, max_length: int) -> lis
     return shapes
 
 
+def fast_widths(lengths: Sequence[int], batch_size: int) -> list[tuple[int, int]]:
+    """(rows, padded width) per pass of ``encode_texts`` (``fast_encode.plan_batches``)."""
+    from tfrec_llm.text.fast_encode import padded_shapes, plan_batches
+
+    return padded_shapes(lengths, plan_batches(lengths, batch_size))
+
+
 def bench_encoding(encoder: Any, texts: list[str], rounds: int, batch_size: int) -> dict[str, Any]:
-    """Section (a): texts/s and FLOP fractions of our encoder vs the plain loops.
+    """Section (a) of speed.py: texts/s and FLOP fractions of our encoder vs the plain loops.
 
     The plain loops run the encoder's own ``TFBertModel`` (same weights, same class) in their own
     ``tf.function``, so only tokenization, padding and order differ. The matmul probe runs as one
@@ -140,7 +154,7 @@ def bench_encoding(encoder: Any, texts: list[str], rounds: int, batch_size: int)
     longest = PlainBertLoop(path, batch_size, "longest", bert=encoder.bert)
     lengths = [len(ids) for ids in _tokenize(encoder, texts)]
     contenders = {
-        "tfrec_llm encode_texts (sorted, pad to longest, x8)": lambda: encode_texts(
+        "tfrec_llm encode_texts (sorted, DP passes, pad to longest)": lambda: encode_texts(
             encoder, texts, batch_size
         ),
         "plain TFBertModel loop, pad to longest (unsorted)": lambda: longest(texts),
@@ -154,7 +168,7 @@ def bench_encoding(encoder: Any, texts: list[str], rounds: int, batch_size: int)
     matmul_seconds = times.pop("matmul probe")
     matmul = probe.flops / common.median(matmul_seconds) / 1e9
     shapes = {
-        next(iter(contenders)): ours_widths(lengths, batch_size, encoder.max_length),
+        next(iter(contenders)): fast_widths(lengths, batch_size),
         list(contenders)[1]: list(longest.widths),
         list(contenders)[2]: list(fixed.widths),
     }
@@ -187,5 +201,163 @@ def bench_encoding(encoder: Any, texts: list[str], rounds: int, batch_size: int)
         "mean_tokens": float(np.mean(lengths)),
         "max_tokens": int(max(lengths)),
         "flops_useful_total": useful,
+        "rows": rows,
+    }
+
+
+# ----------------------------------------------------------------------------- encoder speed
+
+
+class LegacySortedEncoder:
+    """``encode_texts`` as it was until 2026-11-30: tokenize once, sort by token count, passes of
+    ``batch_size`` texts padded to the longest rounded up to 8 (capped at ``max_length``).
+
+    With ``jit_compile`` the passes run through an XLA-compiled function (one compilation per
+    distinct shape, paid on the first call) instead of the encoder's ``[None, None]`` one.
+    """
+
+    def __init__(self, encoder: Any, batch_size: int, jit_compile: bool = False) -> None:
+        import tensorflow as tf
+
+        self.encoder, self.batch_size = encoder, batch_size
+        self.function = encoder.graph_encode_tokens
+        if jit_compile:
+            self.function = tf.function(
+                lambda ids, mask: encoder.encode_tokens(ids, mask, training=False),
+                jit_compile=True,
+            )
+
+    def __call__(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+        import tensorflow as tf
+
+        from tfrec_llm.text.encoder import _tokenize
+
+        ids = _tokenize(self.encoder, list(texts))
+        lengths = np.array([len(row) for row in ids])
+        order = np.argsort(lengths, kind="stable")
+        pad_id = int(self.encoder.tokenizer.pad_token_id)
+        output = np.zeros((len(ids), self.encoder.hidden_size), dtype=np.float32)
+        shapes = ours_widths(lengths, self.batch_size, self.encoder.max_length)
+        for start, (rows_count, width) in zip(range(0, len(ids), self.batch_size), shapes, strict=True):
+            rows = order[start : start + rows_count]
+            input_ids = np.full((len(rows), width), pad_id, dtype=np.int32)
+            mask = np.zeros((len(rows), width), dtype=np.int32)
+            for i, row in enumerate(rows):
+                input_ids[i, : lengths[row]] = ids[row]
+                mask[i, : lengths[row]] = 1
+            output[rows] = self.function(tf.constant(input_ids), tf.constant(mask)).numpy()
+        return output
+
+
+def time_wall_and_cpu(contenders: dict[str, Any], rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """`common.interleave` of argument-free calls: (wall seconds, process CPU seconds) of each.
+
+    CPU seconds (``time.process_time``: every thread of this process) count the work done, which
+    other jobs on a shared machine disturb much less than the wall time.
+    """
+    import time
+
+    def timed(function: Any) -> Any:
+        def call(_: int) -> tuple[float, float]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            function()
+            return time.perf_counter() - wall, time.process_time() - cpu
+
+        return call
+
+    return common.interleave({name: timed(f) for name, f in contenders.items()}, rounds)
+
+
+FAST = "encode_texts (fast_encode: sorted, DP passes, exact padding)"
+BEFORE = "encode_texts before (sorted, 128 a pass, padded to longest rounded up to 8)"
+BEFORE_XLA = "the same batches, XLA (jit_compile=True)"
+PLAIN = "plain TFBertModel loop, pad to longest (unsorted)"
+
+
+def bench_encoder_speed(
+    encoder: Any, texts: list[str], rounds: int, batch_size: int, xla: bool = True
+) -> dict[str, Any]:
+    """Texts/s, texts per CPU-second and matmul fractions of four encoders, in one run.
+
+    Every contender uses the encoder's own ``TFBertModel`` (same weights). Each first runs once
+    untimed but recorded (``first_call_seconds``: tracing, XLA compilation); then ``rounds``
+    interleaved rounds of all of them and of the matmul probe.
+
+    Returns:
+        ``{"rows": [...], "matmul": {...}, "mean_tokens", ...}``; fractions divide useful (real
+        token) FLOPs per second, wall or CPU, by the matmul's FLOPs per second of the same kind.
+    """
+    import time
+
+    import numpy as np
+
+    from tfrec_llm.text.encoder import _tokenize, encode_texts
+
+    lengths = [len(ids) for ids in _tokenize(encoder, texts)]
+    plain = PlainBertLoop(encoder.model_path, batch_size, "longest", bert=encoder.bert)
+    contenders = {
+        FAST: lambda: encode_texts(encoder, texts, batch_size),
+        BEFORE: lambda: LegacySortedEncoder(encoder, batch_size)(texts),
+        PLAIN: lambda: plain(texts),
+    }
+    if xla:
+        compiled = LegacySortedEncoder(encoder, batch_size, jit_compile=True)
+        contenders[BEFORE_XLA] = lambda: compiled(texts)
+    first, vectors = {}, {}
+    for name, function in contenders.items():
+        start = time.perf_counter()
+        vectors[name] = function()
+        first[name] = time.perf_counter() - start
+    shapes = {
+        FAST: fast_widths(lengths, batch_size),
+        BEFORE: ours_widths(lengths, batch_size, encoder.max_length),
+        BEFORE_XLA: ours_widths(lengths, batch_size, encoder.max_length),
+        PLAIN: list(plain.widths),
+    }
+    probe = MatmulProbe()
+    times = time_wall_and_cpu({**contenders, "matmul probe": probe}, rounds)
+    matmul_pairs = times.pop("matmul probe")
+    matmul_wall = common.median([w for w, _ in matmul_pairs])
+    matmul_cpu = common.median([c for _, c in matmul_pairs])
+    matmul = {
+        "n": probe.n,
+        "calls_per_round": probe.calls,
+        "gflops_wall": probe.flops / matmul_wall / 1e9,
+        "gflops_per_cpu_second": probe.flops / matmul_cpu / 1e9,
+    }
+    useful = bert_flops(lengths, encoder.bert.config)
+    rows = []
+    for name, pairs in times.items():
+        wall = common.median([w for w, _ in pairs])
+        cpu = common.median([c for _, c in pairs])
+        rows.append(
+            {
+                "contender": name,
+                "texts": len(texts),
+                "median_wall_seconds": wall,
+                "median_cpu_seconds": cpu,
+                "texts_per_second": len(texts) / wall,
+                "texts_per_cpu_second": len(texts) / cpu,
+                "cores_used": cpu / wall,
+                "passes": len(shapes[name]),
+                "distinct_shapes": len(set(map(tuple, shapes[name]))),
+                "padded_tokens": int(sum(n * w for n, w in shapes[name])),
+                "real_tokens": int(sum(lengths)),
+                "useful_gflops": useful / wall / 1e9,
+                "useful_fraction_of_matmul": useful / wall / 1e9 / matmul["gflops_wall"],
+                "useful_fraction_of_matmul_cpu": useful / cpu / 1e9 / matmul["gflops_per_cpu_second"],
+                "first_call_seconds": first[name],
+                "max_abs_diff_vs_plain": float(np.abs(vectors[name] - vectors[PLAIN]).max()),
+                "rounds": [list(pair) for pair in pairs],
+            }
+        )
+    return {
+        "batch_size": batch_size,
+        "matmul": matmul,
+        "matmul_rounds": [list(pair) for pair in matmul_pairs],
+        "mean_tokens": float(np.mean(lengths)),
+        "max_tokens": int(max(lengths)),
+        "useful_flops_per_text": useful / len(texts),
         "rows": rows,
     }

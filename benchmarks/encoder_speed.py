@@ -82,17 +82,27 @@ def findings(section: dict[str, Any], cores: int) -> list[str]:
         f"{fast['real_tokens']} real tokens). Against the plain loop: "
         f"{fast['texts_per_second'] / plain['texts_per_second']:.2f}x texts/s.",
         f"- The process got {fast['cores_used']:.2f} of the {cores} cores on average during encode_texts "
-        "(CPU seconds / wall seconds): the rest went to the other jobs on the machine.",
+        "(CPU seconds / wall seconds): the rest went to the other jobs on the machine. Python "
+        f"tokenization of all texts took {section['tokenize_seconds']:.2f} s "
+        f"({section['tokenize_seconds'] / fast['median_wall_seconds']:.1%} of encode_texts).",
     ]
     xla = [row for row in rows if row["contender"] not in (FAST, BEFORE, PLAIN)]
     for row in xla:
+        compile_seconds = row["first_call_seconds"] - row["median_wall_seconds"]
+        saved = (fast["median_wall_seconds"] - row["median_wall_seconds"]) / row["texts"]
+        pays = (
+            f"it would pay for its compilation from about {compile_seconds / saved:,.0f} texts on"
+            if saved > 0
+            else "it is not faster than encode_texts wall-clock here, so it never pays for its compilation"
+        )
         lines.append(
             f"- XLA over the old batches: {row['texts_per_cpu_second'] / before['texts_per_cpu_second']:.2f}x "
             f"the texts per CPU-second of the same batches without XLA, after "
             f"a first call of {row['first_call_seconds']:.0f} s ({row['distinct_shapes']} shape(s) "
             f"compiled; encode_texts' first call, which also traces the [None, None] function "
             f"the old batching shares, took {fast['first_call_seconds']:.0f} s), while a warm "
-            f"encode_texts of all {row['texts']} texts takes {fast['median_wall_seconds']:.0f} s."
+            f"encode_texts of all {row['texts']} texts takes {fast['median_wall_seconds']:.0f} s; "
+            f"{pays}."
         )
     return lines
 

@@ -294,7 +294,11 @@ def bench_encoder_speed(
 
     from tfrec_llm.text.encoder import _tokenize, encode_texts
 
-    lengths = [len(ids) for ids in _tokenize(encoder, texts)]
+    tokenize_seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        lengths = [len(ids) for ids in _tokenize(encoder, texts)]
+        tokenize_seconds.append(time.perf_counter() - start)
     plain = PlainBertLoop(encoder.model_path, batch_size, "longest", bert=encoder.bert)
     contenders = {
         FAST: lambda: encode_texts(encoder, texts, batch_size),
@@ -359,5 +363,6 @@ def bench_encoder_speed(
         "mean_tokens": float(np.mean(lengths)),
         "max_tokens": int(max(lengths)),
         "useful_flops_per_text": useful / len(texts),
+        "tokenize_seconds": common.median(tokenize_seconds),
         "rows": rows,
     }

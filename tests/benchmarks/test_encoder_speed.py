@@ -38,6 +38,7 @@ def section(bench) -> dict:
         "mean_tokens": 10.0,
         "max_tokens": 20,
         "useful_flops_per_text": 1e9,
+        "tokenize_seconds": 0.05,
         "rows": [
             _row(encoding.FAST, wall=0.5, cpu=0.8, padded=1010),  # 200 texts/s
             _row(encoding.BEFORE, wall=1.0, cpu=1.6, padded=1300),  # 100 texts/s
@@ -56,7 +57,16 @@ def test_findings_compute_the_gap_the_ratios_and_the_padding(bench, section) -> 
     assert "2.00x texts/s, 2.00x texts per CPU-second" in lines[1]
     assert "(+1.0% vs +30.0% over the 1000 real tokens)" in lines[1] and "4.00x texts/s" in lines[1]
     assert "got 1.60 of the 2 cores" in lines[2]
+    assert "took 0.05 s (10.0% of encode_texts)" in lines[2]
     assert "1.25x the texts per CPU-second" in lines[3]  # 1.6 / 1.28
+    assert "never pays for its compilation" in lines[3]  # XLA 0.8 s > encode_texts 0.5 s
+
+
+def test_findings_give_the_texts_from_which_xla_pays(bench, section) -> None:
+    # Compiling: first call 2.0 s - warm 0.3 s = 1.7 s; saves (0.5 - 0.3) / 100 s a text.
+    xla = dict(section["rows"][3], median_wall_seconds=0.3)
+    lines = bench("encoder_speed").findings({**section, "rows": [*section["rows"][:3], xla]}, 2)
+    assert "from about 850 texts on" in lines[3]
 
 
 def test_findings_say_reached_when_the_target_is_met(bench, section) -> None:

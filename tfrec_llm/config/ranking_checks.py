@@ -17,6 +17,10 @@ RANKING_OBJECTIVES = ("rating", "ctr", "listwise")
 """What the ranking model predicts: a rating (MSE/RMSE), a click (log loss/AUC), or which of a
 list of candidates the user chose (softmax over the list)."""
 
+RANKING_EXAMPLES = ("train", "valid_lists")
+"""What the ranking model is trained on: the objective's examples on TRAIN, or serving-like
+lists (the retrieval model's top N for the TRAIN history, the VALID target as the positive)."""
+
 CROSS_STRUCTURES = ("stacked", "parallel")
 """DCN-v2 layouts: cross layers then the deep MLP, or both side by side on the input."""
 
@@ -55,6 +59,20 @@ def check_ranking(cfg: RankingConfig) -> None:
         (cfg.retrieval_weight >= 0.0, "retrieval_weight", cfg.retrieval_weight, "a weight >= 0"),
         (cfg.ranking_weight >= 0.0, "ranking_weight", cfg.ranking_weight, "a weight >= 0"),
         (cfg.num_candidates >= 1, "num_candidates", cfg.num_candidates, "an integer >= 1 (e.g. 100)"),
+        (cfg.examples in RANKING_EXAMPLES, "examples", cfg.examples, f"one of {RANKING_EXAMPLES}"),
+        (
+            cfg.examples != "valid_lists" or cfg.objective == "listwise",
+            "examples",
+            cfg.examples,
+            "'train' unless ranking.objective=listwise (valid_lists are lists of candidates)",
+        ),
+        (
+            not cfg.residual or cfg.examples == "valid_lists",
+            "residual",
+            cfg.residual,
+            "false unless ranking.examples=valid_lists (the only examples carrying retrieval scores)",
+        ),
+        (0.0 < cfg.holdout < 1.0, "holdout", cfg.holdout, "a fraction in (0, 1), e.g. 0.2"),
         (
             cfg.retrieval_weight + cfg.ranking_weight > 0.0,
             "ranking_weight",

@@ -34,6 +34,17 @@ class RankingConfig:
         ranking_weight: Multitask model: weight of the ranking loss.
         num_candidates: Two-stage recommendation: N, the retrieved candidates the ranking
             model re-ranks before the top K is returned (``recommend`` signature, CLI).
+        examples: What the ranking model is trained on. ``train``: the examples of
+            ``objective`` on TRAIN (sampled negatives), early-stopped on the VALID targets'.
+            ``valid_lists`` (``listwise`` only): lists that look like serving, one per user
+            whose VALID target is in the retrieval model's top ``num_candidates`` for the TRAIN
+            history (which the retrieval model never fitted the VALID target on), with the real
+            retrieval scores; ``holdout`` of these users early-stop it.
+        residual: Score = retrieval score / ``model.temperature`` + the network's output (its
+            last layer initialised at zero), so the untrained model ranks as retrieval does.
+            Needs ``examples: valid_lists`` (the only examples that carry retrieval scores).
+        holdout: ``valid_lists``: fraction of the lists (by user, seeded) kept out of training
+            for early stopping on their loss.
     """
 
     objective: str = "rating"
@@ -48,6 +59,9 @@ class RankingConfig:
     retrieval_weight: float = 1.0
     ranking_weight: float = 1.0
     num_candidates: int = 100
+    examples: str = "train"
+    residual: bool = False
+    holdout: float = 0.2
 
     def __post_init__(self) -> None:
         check_ranking(self)

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec_llm.data.catalog import Catalog
+from tfrec_llm.models.first_stage import first_stage
 from tfrec_llm.models.ranking import RankingModel
 from tfrec_llm.models.scorer import TwoTowerScorer
 
@@ -49,13 +50,9 @@ class TwoStageScorer:
 
     def score(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         """[n, num_items]: the N re-ranked items above every other item, columns in catalog order."""
-        scores = self.retrieval.score(user_ids, histories).astype(np.float64)
-        for row, history in enumerate(histories):
-            idx = self.catalog.item_index(np.asarray(history, dtype=object))
-            scores[row, idx[idx >= 0]] = -np.inf
-        n = self.num_candidates
-        first = np.argsort(-scores, axis=1, kind="stable")[:, :n].astype(np.int32)
-        first_scores = np.take_along_axis(scores, first, axis=1)
+        scores, first, first_scores = first_stage(
+            self.retrieval, self.catalog, user_ids, histories, self.num_candidates
+        )
         users = self.catalog.user_index(np.asarray(user_ids, dtype=object)).astype(np.int32)
         padded = self.catalog.pad_histories(histories, self.history_length)
         ranked = self.ranking_model.score_candidates(

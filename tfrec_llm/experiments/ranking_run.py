@@ -4,7 +4,9 @@
 ``model.weights.h5``, ``result.json``, ``fingerprint.json`` and ``config.yaml``, plus the
 ranking trainer's ``backup/`` (resume), ``logs/`` and ``validation.json``. The model is
 trained on TRAIN with the examples of ``ranking.objective`` (histories read from TRAIN), early
-stopped on the VALID targets' examples. Read-only commands pass ``if_missing="error"``: a
+stopped on the VALID targets' examples; with ``ranking.examples=valid_lists`` it is trained on
+the first stage's top N for the TRAIN histories with the VALID targets as positives
+(`tfrec_llm.training.serving_lists`), early-stopped on a held-out part of those users. Read-only commands pass ``if_missing="error"``: a
 missing run is then a `MissingRunError` naming ``tfrec-llm train --variant ranking``.
 """
 
@@ -32,6 +34,7 @@ from tfrec_llm.experiments.runs import (
     seed_everything,
 )
 from tfrec_llm.models.ranking import RankingModel
+from tfrec_llm.models.retrieval import TwoTowerModel
 
 RANKING_VARIANT = "ranking"
 """The run folder name (and ``tfrec-llm train --variant``) of the ranking model."""
@@ -45,10 +48,12 @@ def _valid_rows(prepared: Prepared) -> pd.DataFrame:
     return merged[merged["_merge"] == "left_only"].drop(columns="_merge")
 
 
-def _ranking_fingerprint(cfg: ExperimentConfig, prepared: Prepared) -> dict[str, Any]:
+def _ranking_fingerprint(cfg: ExperimentConfig, prepared: Prepared, variant: str) -> dict[str, Any]:
     from tfrec_llm.experiments.fingerprint import data_fingerprint
 
+    first_stage = {"first_stage": variant} if cfg.ranking.examples == "valid_lists" else {}
     return {
+        **first_stage,
         "model": dataclasses.asdict(cfg.model),
         "ranking": dataclasses.asdict(cfg.ranking),
         "train": {
@@ -73,6 +78,8 @@ def load_or_train_ranking(
     *,
     if_missing: str = "train",
     verbose: int = 1,
+    variant: str = "bert",
+    retrieval_model: TwoTowerModel | None = None,
 ) -> tuple[RankingModel, dict[str, Any]]:
     """The finished ranking model of ``prepared``'s protocol, trained first if needed.
 
@@ -82,6 +89,9 @@ def load_or_train_ranking(
         directory: The run folder; default ``run_dir(cfg, protocol, "ranking")``.
         if_missing: ``train`` (resuming a killed run) or ``error`` (`MissingRunError`).
         verbose: Keras progress output.
+        variant: ``ranking.examples=valid_lists``: the first stage whose top N the lists are
+            (its finished run, trained first unless ``if_missing="error"``).
+        retrieval_model: That first stage, when the caller has it loaded already.
 
     Returns:
         (model, info) with best_epoch, valid_metrics, epochs_run, train_seconds.
@@ -103,7 +113,7 @@ def load_or_train_ranking(
     def build() -> RankingModel:
         return build_ranking_model(cfg, prepared.catalog, text, output_bias=bias)  # type: ignore[return-value]
 
-    fingerprint = json.loads(json.dumps(_ranking_fingerprint(cfg, prepared)))
+    fingerprint = json.loads(json.dumps(_ranking_fingerprint(cfg, prepared, variant)))
     if run_status(directory) == "finished":
         stored = os.path.join(directory, "fingerprint.json")
         old = _read_json(stored) if os.path.exists(stored) else fingerprint
@@ -122,10 +132,13 @@ def load_or_train_ranking(
     os.makedirs(directory, exist_ok=True)
     write_json(os.path.join(directory, "fingerprint.json"), fingerprint)
     catalog = prepared.catalog
-    examples = ranking_examples(cfg, train, catalog, history=train)
-    valid = ranking_examples(
-        cfg, _valid_rows(prepared), catalog, history=train, known=prepared.split.train_valid
-    )
+    if cfg.ranking.examples == "valid_lists":
+        examples, valid = _serving_examples(cfg, prepared, variant, retrieval_model, if_missing, verbose)
+    else:
+        examples = ranking_examples(cfg, train, catalog, history=train)
+        valid = ranking_examples(
+            cfg, _valid_rows(prepared), catalog, history=train, known=prepared.split.train_valid
+        )
     result = train_ranking(cfg, examples, valid, build, directory, verbose=verbose)
     info = {
         "variant": RANKING_VARIANT,
@@ -139,6 +152,28 @@ def load_or_train_ranking(
         result.model.save_weights(tmp)
     write_json(info_path, info)
     return result.model, info  # type: ignore[return-value]
+
+
+def _serving_examples(
+    cfg: ExperimentConfig,
+    prepared: Prepared,
+    variant: str,
+    retrieval_model: TwoTowerModel | None,
+    if_missing: str,
+    verbose: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(fit, held out) ``serving_lists`` of the VALID task under the first stage ``variant``."""
+    from tfrec_llm.experiments.runs import load_or_train
+    from tfrec_llm.models.scorer import TwoTowerScorer
+    from tfrec_llm.training.serving_lists import serving_lists, split_lists
+
+    if retrieval_model is None:
+        retrieval_model, _ = load_or_train(cfg, prepared, variant, if_missing=if_missing, verbose=verbose)
+    scorer = TwoTowerScorer(retrieval_model, prepared.catalog)
+    lists = serving_lists(
+        scorer, prepared.catalog, prepared.split.valid, cfg.model.history_length, cfg.ranking.num_candidates
+    )
+    return split_lists(lists, cfg.ranking.holdout, cfg.train.seed)
 
 
 def ranking_trained(cfg: ExperimentConfig, protocol: str = "loo") -> bool:
@@ -171,7 +206,9 @@ def export_two_stage(
 
     export_dir = export_dir or cfg.export.export_dir
     model, _ = load_or_train(cfg, prepared, variant, if_missing=if_missing, verbose=verbose)
-    ranking, _ = load_or_train_ranking(cfg, prepared, if_missing=if_missing, verbose=verbose)
+    ranking, _ = load_or_train_ranking(
+        cfg, prepared, if_missing=if_missing, verbose=verbose, variant=variant, retrieval_model=model
+    )
     folder = export_ranking(
         cfg, model, ranking, prepared.catalog, known_histories(prepared), export_dir, version
     )

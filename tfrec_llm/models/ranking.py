@@ -9,6 +9,10 @@ Features of one (user, item) pair, concatenated into ``x0``:
 - their elementwise product (a learned, per-dimension dot product);
 - optionally the retrieval score of the pair (``use_retrieval_score``).
 
+With ``residual_temperature`` T > 0 the model is a residual on the first stage: the score is
+``retrieval_score / T + f(x0)``, ``f``'s output unit initialised at zero, so an untrained model
+ranks exactly as retrieval does and training only moves away from it where the data supports it.
+
 ``x0`` goes through a ``CrossNetwork`` (cross layers + deep MLP, stacked or parallel) and a
 final dense unit. Three objectives, each a ``tfrs.tasks.Ranking``:
 
@@ -77,6 +81,8 @@ class RankingModel(tfrs.Model):
         objective: ``rating``, ``ctr`` or ``listwise``.
         use_retrieval_score: Read ``features["retrieval_score"]`` (same shape as ``item``).
         output_bias: Initial bias of the output unit (e.g. the mean rating of TRAIN).
+        residual_temperature: > 0: score = retrieval score / this + the network's output (zero
+            at initialisation); needs the retrieval scores. 0: the network's output alone.
 
     Example:
         >>> model = RankingModel(
@@ -97,6 +103,7 @@ class RankingModel(tfrs.Model):
         objective: str = "rating",
         use_retrieval_score: bool = False,
         output_bias: float = 0.0,
+        residual_temperature: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -110,11 +117,16 @@ class RankingModel(tfrs.Model):
         self.objective = objective
         self.use_retrieval_score = bool(use_retrieval_score)
         self.output_bias = float(output_bias)
+        self.residual_temperature = float(residual_temperature)
         self.item_tower = ItemTower(**self.item_tower_config)
         self.query_tower = QueryTower(**self.query_tower_config)
         self.cross_network = CrossNetwork(name="cross_network", **self.cross_config)
+        residual = self.residual_temperature > 0.0
         self.output_layer = keras.layers.Dense(
-            1, bias_initializer=keras.initializers.Constant(self.output_bias), name="score"
+            1,
+            kernel_initializer="zeros" if residual else "glorot_uniform",
+            bias_initializer=keras.initializers.Constant(self.output_bias),
+            name="score",
         )
         self.task = ranking_task(objective)
 
@@ -154,25 +166,30 @@ class RankingModel(tfrs.Model):
         """[batch, N] scores from [batch, dim] users and [batch, N, dim] item vectors.
 
         ``items`` [batch, N] (catalog indices) gives the category multi-hot;
-        ``retrieval_scores`` [batch, N] is required when ``use_retrieval_score``.
+        ``retrieval_scores`` [batch, N] is required when ``use_retrieval_score`` or
+        ``residual_temperature`` > 0.
         """
+        needs_scores = self.use_retrieval_score or self.residual_temperature > 0.0
+        if needs_scores and retrieval_scores is None:
+            setting = "use_retrieval_score=True" if self.use_retrieval_score else "residual_temperature > 0"
+            raise ConfigError(
+                f"RankingModel: {setting} needs the retrieval scores of the candidates "
+                "(features['retrieval_score'] or score_candidates(..., retrieval_scores=))"
+            )
         n = tf.shape(item_vectors)[1]
         users = tf.tile(user_vector[:, tf.newaxis, :], tf.stack([1, n, 1]))
         parts = [users, item_vectors, users * item_vectors]
         if self.item_tower.use_categories and self.item_tower.num_categories > 0:
             parts.append(tf.gather(self.item_tower.category_table, tf.maximum(items, 0)))
         if self.use_retrieval_score:
-            if retrieval_scores is None:
-                raise ConfigError(
-                    "RankingModel: use_retrieval_score=True needs the retrieval scores of the "
-                    "candidates (features['retrieval_score'] or score_candidates(..., retrieval_scores=))"
-                )
             parts.append(tf.cast(retrieval_scores, tf.float32)[..., tf.newaxis])
         x0 = tf.concat(parts, axis=-1)
         width = x0.shape[-1]
         crossed = self.cross_network(tf.reshape(x0, [-1, width]), training=training)
-        scores = self.output_layer(crossed)
-        return tf.reshape(scores, tf.shape(items))
+        scores = tf.reshape(self.output_layer(crossed), tf.shape(items))
+        if self.residual_temperature > 0.0:
+            scores += tf.cast(retrieval_scores, tf.float32) / self.residual_temperature
+        return scores
 
     def score_candidates(
         self,
@@ -208,7 +225,8 @@ class RankingModel(tfrs.Model):
         """Scores of ``features["item"]``: [batch] -> [batch], [batch, N] -> [batch, N]."""
         items = tf.cast(features["item"], tf.int32)
         single = items.shape.rank == 1
-        scores = features.get("retrieval_score") if self.use_retrieval_score else None
+        reads = self.use_retrieval_score or self.residual_temperature > 0.0
+        scores = features.get("retrieval_score") if reads else None
         if single:
             items = items[:, tf.newaxis]
             scores = None if scores is None else tf.reshape(scores, [-1, 1])
@@ -242,6 +260,7 @@ class RankingModel(tfrs.Model):
             "objective": self.objective,
             "use_retrieval_score": self.use_retrieval_score,
             "output_bias": self.output_bias,
+            "residual_temperature": self.residual_temperature,
         }
 
     @classmethod

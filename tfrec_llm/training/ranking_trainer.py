@@ -9,7 +9,7 @@ Layout of ``model_dir`` (as ``trainer.train_two_tower``'s)::
 
 The VALID metric depends on the objective (``VALID_MONITORS``): ``neg_rmse`` (minus the RMSE,
 so that higher is better) for ``rating``, ``auc`` for ``ctr``, ``top1_accuracy`` for
-``listwise``.
+``listwise``; with ``ranking.examples=valid_lists`` it is ``neg_loss`` on the held-out lists.
 
 Example:
     >>> data = ranking_examples(cfg, train_frame, catalog, history=train_frame)
@@ -42,6 +42,15 @@ from tfrec_llm.training.trainer import make_optimizer
 
 VALID_MONITORS = {"rating": "neg_rmse", "ctr": "auc", "listwise": "top1_accuracy"}
 """The VALID metric each objective stops on (higher is better)."""
+
+LISTS_MONITOR = "neg_loss"
+"""What ``ranking.examples=valid_lists`` stops on: minus the held-out lists' softmax loss (the
+top-1 accuracy of a few hundred lists of 100 is too coarse to stop on)."""
+
+
+def valid_monitor(cfg: ExperimentConfig) -> str:
+    """The VALID metric the ranking run of ``cfg`` stops on (higher is better)."""
+    return LISTS_MONITOR if cfg.ranking.examples == "valid_lists" else VALID_MONITORS[cfg.ranking.objective]
 
 
 def _history_encoder(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -116,6 +125,7 @@ def ranking_model_config(
         "objective": ranking.objective,
         "use_retrieval_score": ranking.use_retrieval_score,
         "output_bias": output_bias,
+        "residual_temperature": model.temperature if ranking.residual else 0.0,
     }
 
 
@@ -204,6 +214,8 @@ def evaluate_ranking(
     }
     if "rmse" in metrics:
         metrics["neg_rmse"] = -metrics["rmse"]
+    if "loss" in metrics:
+        metrics[LISTS_MONITOR] = -metrics["loss"]
     return metrics
 
 
@@ -237,8 +249,8 @@ def train_ranking(
     Args:
         cfg: The experiment config (train section: batch size, optimizer, epochs, patience, seed).
         train_examples: ``ranking_examples`` of TRAIN.
-        valid_examples: ``ranking_examples`` of VALID (early stopping on
-            ``VALID_MONITORS[objective]``); None trains ``epochs`` without validation.
+        valid_examples: ``ranking_examples`` of VALID, or the held-out ``serving_lists``
+            (early stopping on ``valid_monitor(cfg)``); None trains ``epochs`` without validation.
         build_model: Returns the untrained model (called after the input pipeline is built).
         model_dir: Checkpoints, logs and best weights.
         epochs: Overrides ``cfg.train.epochs``.
@@ -253,7 +265,7 @@ def train_ranking(
     model.compile(optimizer=make_optimizer(train))
     validation = None
     if valid_examples is not None:
-        monitor = VALID_MONITORS[cfg.ranking.objective]
+        monitor = valid_monitor(cfg)
         validation = FullRankingValidation(
             lambda: evaluate_ranking(model, valid_examples), model_dir, monitor, train.patience
         )

@@ -154,6 +154,8 @@ def config_hash(cfg: Any, variant: str, tag: str) -> str:
     values["train"].pop("model_dir", None)
     values["text"].pop("cache_dir", None)
     values["text"].pop("batch_size", None)
+    if values["model"].get("popularity_prior") == 0.0:  # added later: off keeps the old keys
+        values["model"].pop("popularity_prior")
     # Only what shapes a trained model, as runs.training_fingerprint: the eval, export and tune
     # sections (and the name) do not, so a new default search space keeps every cached model.
     values = {section: values[section] for section in ("data", "text", "model", "train")}
@@ -166,6 +168,22 @@ def cached_run_dir(cfg: Any, protocol: str, variant: str, tag: str) -> str:
     return os.path.join(cfg.train.model_dir, protocol, f"{variant}-{config_hash(cfg, variant, tag)}")
 
 
+def matching_run_dir(cfg: Any, prepared: Any, variant: str, tag: str) -> str:
+    """The `cached_run_dir` of these settings, or else a finished folder of the same variant whose
+    recorded fingerprint matches them (`run_state`): a run trained before a config field was
+    added sits under another key, and is the same model when the field takes its default.
+    """
+    directory = cached_run_dir(cfg, prepared.split.protocol, variant, tag)
+    parent = os.path.dirname(directory)
+    if os.path.exists(directory) or not os.path.isdir(parent):
+        return directory
+    for name in sorted(os.listdir(parent)):
+        other = os.path.join(parent, name)
+        if name.startswith(f"{variant}-") and run_state(other, cfg, prepared, variant) == "finished":
+            return other
+    return directory
+
+
 def run_state(directory: str, cfg: Any, prepared: Any, variant: str) -> str:
     """What ``experiments.load_or_train`` would do with ``directory``, without doing it.
 
@@ -175,6 +193,7 @@ def run_state(directory: str, cfg: Any, prepared: Any, variant: str) -> str:
         ``load_or_train`` refuses it unless told to retrain) or ``"missing"`` (it trains).
     """
     from tfrec_llm.experiments import runs
+    from tfrec_llm.experiments.fingerprint import with_new_fields
 
     if not all(os.path.exists(os.path.join(directory, f)) for f in (runs.WEIGHTS, runs.RESULT)):
         return "missing"
@@ -182,7 +201,7 @@ def run_state(directory: str, cfg: Any, prepared: Any, variant: str) -> str:
     if not os.path.exists(marker):
         return "other-settings"
     with open(marker, encoding="utf-8") as handle:
-        recorded = json.load(handle)
+        recorded = with_new_fields(json.load(handle))  # fields added later take their defaults
     expected = runs.training_fingerprint(runs.variant_config(cfg, variant), prepared)
     return "finished" if recorded == expected else "other-settings"
 
@@ -197,7 +216,7 @@ def load_or_train_cached(
     if_stale: str = "error",
     verbose: int = 0,
 ) -> tuple[Any, dict[str, Any]]:
-    """The finished model of ``variant`` in its `cached_run_dir`, trained first if needed.
+    """The finished model of ``variant`` in its `matching_run_dir`, trained first if needed.
 
     ``experiments.load_or_train`` seeds, trains (early stopping on VALID), and refuses a
     folder trained with other settings or data (``if_stale``).
@@ -208,7 +227,7 @@ def load_or_train_cached(
     """
     from tfrec_llm.experiments import load_or_train
 
-    directory = cached_run_dir(cfg, prepared.split.protocol, variant, tag)
+    directory = matching_run_dir(cfg, prepared, variant, tag)
     cached = not retrain and run_state(directory, cfg, prepared, variant) == "finished"
     model, info = load_or_train(
         cfg, prepared, variant, directory, retrain=retrain, if_stale=if_stale, verbose=verbose

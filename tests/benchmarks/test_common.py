@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -158,4 +159,63 @@ def test_provenance_names_the_machine_command_and_date(bench) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", out["date"])
     assert machine.load_line([1.0, 0.5, 0.25], [2.0, 1.0, 0.5]) == (
         "load average (1/5/15 min) at start 1/0.5/0.25, at end 2/1/0.5"
+    )
+
+
+def test_popularity_prior_off_keeps_the_cache_keys_and_old_runs_finished(bench, tmp_path: Path) -> None:
+    from tfrec_llm.experiments import runs
+
+    common = bench("common")
+    cfg = common.build_config(_args())
+    key = common.config_hash(cfg, "bert", "toy:12:3:4")
+    # the key of the same settings before the field existed: config_hash's recipe without it
+    from tfrec_llm.config import config_to_dict
+
+    values = config_to_dict(runs.variant_config(cfg, "bert"))
+    assert values["model"].pop("popularity_prior") == 0.0
+    for section, field in (("train", "model_dir"), ("text", "cache_dir"), ("text", "batch_size")):
+        values[section].pop(field, None)
+    before = {s: values[s] for s in ("data", "text", "model", "train")} | {"data_tag": "toy:12:3:4"}
+    digest = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:8]
+    assert key == digest
+    on = common.build_config(_args(overrides=["model.popularity_prior=0.5"]))
+    assert common.config_hash(on, "bert", "toy:12:3:4") != key
+    # a run recorded before the field: still finished under the default (0.0), not under 0.5
+    prepared = types.SimpleNamespace(dataset=_dataset(["1", "2"], ["5", "6"]))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / runs.WEIGHTS).write_bytes(b"")
+    (folder / runs.RESULT).write_text("{}", encoding="utf-8")
+    old = runs.training_fingerprint(runs.variant_config(cfg, "bert"), prepared)
+    del old["model"]["popularity_prior"]
+    (folder / runs.FINGERPRINT).write_text(json.dumps(old), encoding="utf-8")
+    assert common.run_state(str(folder), cfg, prepared, "bert") == "finished"
+    assert common.run_state(str(folder), on, prepared, "bert") == "other-settings"
+
+
+def test_matching_run_dir_finds_a_run_recorded_under_an_older_key(bench, tmp_path: Path) -> None:
+    from tfrec_llm.experiments import runs
+
+    common = bench("common")
+    cfg = common.build_config(_args(model_dir=str(tmp_path)))
+    prepared = types.SimpleNamespace(
+        dataset=_dataset(["1", "2"], ["5", "6"]), split=types.SimpleNamespace(protocol="loo")
+    )
+    own = common.cached_run_dir(cfg, "loo", "bert", "toy:4:2:2")
+    assert common.matching_run_dir(cfg, prepared, "bert", "toy:4:2:2") == own  # nothing there yet
+    old = runs.training_fingerprint(runs.variant_config(cfg, "bert"), prepared)
+    del old["model"]["popularity_prior"]  # recorded before the field existed
+    other = runs.training_fingerprint(runs.variant_config(cfg, "bert"), prepared)
+    other["model"]["embedding_dim"] = 3
+    for name, fingerprint in (("bert-00000000", other), ("bert-11111111", old), ("id-22222222", old)):
+        folder = tmp_path / "loo" / name
+        folder.mkdir(parents=True)
+        (folder / runs.WEIGHTS).write_bytes(b"")
+        (folder / runs.RESULT).write_text("{}", encoding="utf-8")
+        (folder / runs.FINGERPRINT).write_text(json.dumps(fingerprint), encoding="utf-8")
+    found = common.matching_run_dir(cfg, prepared, "bert", "toy:4:2:2")
+    assert found == str(tmp_path / "loo" / "bert-11111111")
+    on = common.build_config(_args(model_dir=str(tmp_path), overrides=["model.popularity_prior=0.5"]))
+    assert common.matching_run_dir(on, prepared, "bert", "toy:4:2:2") == common.cached_run_dir(
+        on, "loo", "bert", "toy:4:2:2"
     )

@@ -219,6 +219,13 @@ def _model_checks(cfg: Any) -> list[Check]:
             "Use 0.0 for no penalty.",
         ),
         _check(
+            math.isfinite(model.popularity_prior) and model.popularity_prior >= 0,
+            "model.popularity_prior",
+            model.popularity_prior,
+            ">= 0 (finite)",
+            "Use 0.0 for plain cosine scores; it weighs log(1 + TRAIN count), e.g. 0.5.",
+        ),
+        _check(
             0.0 <= model.id_dropout < 1.0,
             "model.id_dropout",
             model.id_dropout,

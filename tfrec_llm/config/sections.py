@@ -135,6 +135,9 @@ class ModelConfig:
         text_whitening: Whiten the frozen item text vectors (PCA, fitted on the catalog).
         text_experts: > 0: a mixture-of-experts adaptor of that many projections on the text.
         text_alignment: > 0: weight of a loss pulling warm items' text toward their id vectors.
+        popularity_prior: beta >= 0: every score (evaluation, VALID early stopping, export) is
+            ``cosine / temperature + beta * log(1 + TRAIN count of the item)``; 0 = off (the
+            plain cosine). Items without TRAIN interactions (new items) get no bonus.
     """
 
     embedding_dim: int = 64
@@ -164,6 +167,7 @@ class ModelConfig:
     text_whitening: bool = False
     text_experts: int = 0
     text_alignment: float = 0.0
+    popularity_prior: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -165,6 +165,7 @@ def build_two_tower(
         objective=cfg.objective,
         loss=cfg.loss,
         text_alignment=cfg.text_alignment,
+        popularity_prior=cfg.popularity_prior,
     )
     tokens = text_tokens if fine_tune and text_tokens is not None else (None, None)
     text_table = text_embeddings if cfg.use_text else None

@@ -23,6 +23,7 @@ import numpy as np
 from tfrec_llm.atomic_io import write_json, write_text
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.data.catalog import Catalog
+from tfrec_llm.errors import ConfigError
 from tfrec_llm.export.ann_index import build_index, index_folder, save_index, wants_index
 from tfrec_llm.export.models_config import write_models_config
 from tfrec_llm.export.op_scan import check_servable
@@ -86,7 +87,19 @@ def export_retrieval(
 
     With an ANN index wanted (``export.ann``), the SavedModel gets the ``query_embedding``
     signature too, and the index is built before and written after the SavedModel.
+
+    Raises:
+        ConfigError: If an index is wanted for a model with ``model.popularity_prior`` (the
+            index searches the inner product alone, without the prior).
     """
+    ann_wanted = wants_index(cfg.export.ann, catalog.num_items, cfg.export.ann_min_items)
+    if ann_wanted and model.popularity_prior:
+        raise ConfigError(
+            f"model.popularity_prior={model.popularity_prior} with an ANN index (export.ann="
+            f"{cfg.export.ann!r}): the index searches the cosine alone and would drop the prior. "
+            "Set export.ann=off (the SavedModel scores the whole catalog with the prior) or "
+            "model.popularity_prior=0."
+        )
     module = RetrievalModule(
         model,
         catalog,
@@ -98,7 +111,7 @@ def export_retrieval(
     )
     signatures = {"serving_default": module.serve}
     ann = None
-    if wants_index(cfg.export.ann, catalog.num_items, cfg.export.ann_min_items):
+    if ann_wanted:
         model_base = os.path.join(export_dir, RETRIEVAL)
         version = next_version(model_base) if version is None else int(version)
         ann = build_index(

@@ -25,7 +25,7 @@ Signature ``serving_default`` of the retrieval module:
                                                   size)) is capped: the answer has max_k
                                                   columns, read the response shape
     outputs: item_ids          string [batch, k]
-             scores            float32 [batch, k]
+             scores            float32 [batch, k]     beta = model.popularity_prior > 0: cos/T + beta*log(1+count)
              used_fallback     bool [batch]       true where the user was unknown and had no
                                                   history (and no user_text): the answer is the
                                                   popularity ranking
@@ -60,6 +60,7 @@ from tfrec_llm.config import TextConfig
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.models.scorer import prior_bias
 from tfrec_llm.text.encoder import TextEncoder
 
 _NO_IDS = tf.zeros([0, 0], tf.string)
@@ -127,6 +128,9 @@ class RetrievalModule(tf.Module):
         self.popularity = tf.Variable(
             catalog.popularity / max(float(catalog.popularity.max()), 1.0), trainable=False, name="popularity"
         )
+        bias = prior_bias(catalog, model.popularity_prior, model.temperature)  # None when 0 (off)
+        self.prior = None if bias is None else tf.Variable(bias, trainable=False, name="prior")
+        self.temperature = model.temperature
         self.user_table = _string_table(catalog.user_ids, default=catalog.num_users)
         self.item_table = _string_table(catalog.item_ids, default=-1)
 
@@ -289,6 +293,8 @@ class RetrievalModule(tf.Module):
     def _scores(self, q: dict) -> tf.Tensor:
         """[batch, num_items] scores of `_query`'s users: cosine, or popularity for fallback users."""
         scores = tf.matmul(q["query"], self.candidates, transpose_b=True)
+        if self.prior is not None:  # model.popularity_prior, as models.scorer.TwoTowerScorer
+            scores = (scores + self.prior) / self.temperature
         popular = tf.broadcast_to(self.popularity[tf.newaxis, :], tf.shape(scores))
         return tf.where(q["fallback"][:, tf.newaxis], popular, scores)
 

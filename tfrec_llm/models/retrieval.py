@@ -69,6 +69,9 @@ class TwoTowerModel(tfrs.Model):
         text_alignment: > 0: add this weight x ``AlignmentLoss`` (cosine) between the
             projected text and the id embedding of each distinct item of the batch (all warm),
             the id side a stop-gradient target. Needs an item tower with ids and text.
+        popularity_prior: beta >= 0 added to the scores as ``beta * log(1 + TRAIN count)``
+            (`tfrec_llm.models.scorer.prior_bias`) wherever the model scores the catalog;
+            training's loss does not see it.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class TwoTowerModel(tfrs.Model):
         objective: str = "interaction",
         loss: str = "in_batch",
         text_alignment: float = 0.0,
+        popularity_prior: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -98,6 +102,7 @@ class TwoTowerModel(tfrs.Model):
         self.objective = objective
         self.loss_name = loss
         self.text_alignment = text_alignment
+        self.popularity_prior = float(popularity_prior)
         self.item_tower = ItemTower(**self.item_tower_config)
         self.alignment = AlignmentLoss(text_alignment, name="alignment") if text_alignment > 0 else None
         if self.alignment is not None and not (self.item_tower.use_ids and self.item_tower.use_text):
@@ -325,6 +330,7 @@ class TwoTowerModel(tfrs.Model):
             "objective": self.objective,
             "loss": self.loss_name,
             **({"text_alignment": self.text_alignment} if self.text_alignment else {}),
+            **({"popularity_prior": self.popularity_prior} if self.popularity_prior else {}),
         }
 
     @classmethod

@@ -11,6 +11,22 @@ from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.models.retrieval import TwoTowerModel
 
 
+def prior_bias(catalog: Catalog, beta: float, temperature: float) -> np.ndarray | None:
+    """[num_items] ``temperature * beta * log(1 + TRAIN count)``, or None when ``beta`` is 0.
+
+    The score with the prior is ``(q . c + prior_bias) / temperature`` = ``cosine / temperature
+    + beta * log(1 + count)`` (``model.popularity_prior``); an item without TRAIN
+    interactions (a new item) gets 0, the bias of an unseen item.
+
+    Example:
+        >>> prior_bias(catalog, 0.5, 0.1)  # counts [0, 9]: [0.0, 0.05 * log(10)]  # doctest: +SKIP
+    """
+    if not beta:
+        return None
+    counts = np.maximum(np.asarray(catalog.popularity, np.float64), 0.0)
+    return (temperature * beta * np.log1p(counts)).astype(np.float32)
+
+
 class TwoTowerScorer:
     """Scores every catalog item for users given their histories, with a fixed model snapshot.
 
@@ -26,6 +42,8 @@ class TwoTowerScorer:
             so the history alone makes the query, as for a logged-out user.
         user_texts: user id -> [text_dim] BERT vector of the user's own text (a model with
             ``model.user_text``); users missing here, or None, gave no text.
+        popularity_prior: beta of `prior_bias`; None (default) takes the model's
+            ``popularity_prior`` (0 = plain dot products).
     """
 
     def __init__(
@@ -36,6 +54,7 @@ class TwoTowerScorer:
         batch_size: int = 1024,
         hide_user_ids: bool = False,
         user_texts: Mapping[str, np.ndarray] | None = None,
+        popularity_prior: float | None = None,
     ) -> None:
         self.name = name
         self.hide_user_ids = hide_user_ids
@@ -44,6 +63,8 @@ class TwoTowerScorer:
         self.batch_size = batch_size
         self.candidates = model.all_candidate_embeddings()
         self.user_texts = dict(user_texts or {})
+        beta = model.popularity_prior if popularity_prior is None else popularity_prior
+        self.bias = prior_bias(catalog, beta, model.temperature)
 
     def query_embeddings(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         """[n, dim] query embeddings of users (unknown ids use the unknown-user row)."""
@@ -69,5 +90,12 @@ class TwoTowerScorer:
         return np.concatenate(out) if out else np.zeros((0, self.candidates.shape[1]), np.float32)
 
     def score(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """[n, num_items] dot-product scores, columns in catalog order."""
-        return self.query_embeddings(user_ids, histories) @ self.candidates.T
+        """[n, num_items] dot-product scores, columns in catalog order.
+
+        With a popularity prior: ``(q . c + prior_bias) / temperature`` (`prior_bias`), the
+        scores the exported retrieval graph returns.
+        """
+        scores = self.query_embeddings(user_ids, histories) @ self.candidates.T
+        if self.bias is None:
+            return scores
+        return (scores + self.bias) / np.float32(self.model.temperature)

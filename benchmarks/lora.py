@@ -5,8 +5,11 @@ Issue 10 part 4 asks for frozen, LoRA rank 4 / 8 and top-1-layer fine-tuning on 
 takes hours per epoch (docs/fine_tuning.md), so every contender runs the SAME reduced setup:
 
 * the config (default: the built-in MovieLens-100K + MiniLM pipeline) with
-  ``model.history_encoder=mean``, the ``bert`` variant (ids + text + categories), a fixed
-  number of epochs (``--epochs``, early stopping still keeps the best VALID epoch);
+  ``model.history_encoder=mean``, the ``bert`` variant (ids + text + categories);
+* a WARM START: the frozen model is trained first (``--warm-epochs``, early stopping on VALID
+  NDCG@10), and every contender, ``frozen`` included, starts from its tower weights (LoRA's
+  B = 0 and the untouched top layer make each start equal to it) and trains ``--epochs`` more
+  epochs at ``--batch-size`` (the best VALID epoch is kept);
 * the lower BERT layers are frozen for every contender, so their output is computed ONCE per
   catalog item (``lower_hidden_states``) and each step runs only the TOP transformer layer
   over the items it needs (``model.loss=full_softmax`` embeds the whole catalog each step);
@@ -58,7 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--protocols", default="loo,cold-items", help="comma-separated (default loo,cold-items)"
     )
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per contender (default 3)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per contender (default 2)")
+    parser.add_argument(
+        "--warm-epochs", type=int, default=20, help="epochs of the frozen warm start (default 20)"
+    )
+    parser.add_argument("--batch-size", type=int, default=128, help="batch of the contenders (default 128)")
     parser.add_argument("--quick", action="store_true", help="small data slice (smoke test)")
     parser.set_defaults()
 
@@ -187,8 +194,33 @@ def _epoch_timer() -> Any:
     return EpochTimer()
 
 
-def run_contender(cfg: Any, prepared: Any, name: str, epochs: int, run_dir: str) -> dict[str, Any]:
-    """Trains one contender from scratch and measures it."""
+_TOWER_PARTS = ("id_embedding", "text_projection", "category_projection", "fusion")
+
+
+def copy_towers(source: Any, target: Any) -> int:
+    """Copies the trainable tower weights of ``source`` (frozen text table) into ``target``.
+
+    Returns:
+        How many weights were copied; every trainable weight of ``target`` outside BERT is one.
+    """
+    target.query_tower.set_weights(source.query_tower.get_weights())
+    copied = len(source.query_tower.weights)
+    for part in _TOWER_PARTS:
+        layer = getattr(source.item_tower, part)
+        if layer is not None:
+            getattr(target.item_tower, part).set_weights(layer.get_weights())
+            copied += len(layer.weights)
+    encoder = target.item_tower.text_encoder
+    bert = {w.ref() for w in encoder.trainable_weights} if encoder is not None else set()
+    outside = [w for w in target.trainable_weights if w.ref() not in bert]
+    assert len(outside) <= copied, (len(outside), copied)
+    return copied
+
+
+def run_contender(
+    cfg: Any, prepared: Any, name: str, epochs: int, run_dir: str, warm: Any = None
+) -> dict[str, Any]:
+    """Trains one contender (from the ``warm`` model's tower weights, if given) and measures it."""
     import tensorflow as tf
 
     from tfrec_llm.config import replace
@@ -203,6 +235,8 @@ def run_contender(cfg: Any, prepared: Any, name: str, epochs: int, run_dir: str)
     tokens = tokenize_item_texts(vcfg.text, list(prepared.item_texts)) if vcfg.text.runs_bert else None
     model = build_two_tower(vcfg.model, catalog, prepared.text_embeddings, vcfg.text, tokens)
     row: dict[str, Any] = {"contender": name, "overrides": CONTENDERS[name]}
+    if warm is not None:
+        row["weights_copied"] = copy_towers(warm, model)
     if tokens is not None:
         tower = model.item_tower
         reference = tower._encode_text(tf.range(catalog.num_items), training=False).numpy()
@@ -215,6 +249,9 @@ def run_contender(cfg: Any, prepared: Any, name: str, epochs: int, run_dir: str)
         row["trainable_text_weights"] = int(
             sum(np.prod(w.shape) for w in tower.text_encoder.trainable_weights)
         )
+    if warm is not None:  # every contender starts from the warm model's item vectors
+        start = model.all_candidate_embeddings() - warm.all_candidate_embeddings()
+        row["start_max_abs_diff"] = float(np.abs(start).max())
     timer = _epoch_timer()
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
@@ -239,6 +276,7 @@ def run_contender(cfg: Any, prepared: Any, name: str, epochs: int, run_dir: str)
     row["best_epoch"] = result.best_epoch + 1
     row["valid_ndcg@10"] = float(result.valid_metrics.get("ndcg@10", float("nan")))
     row["test"] = per_user_metrics(TwoTowerScorer(result.model, catalog), split.test, split.item_ids)
+    row["model"] = result.model
     return row
 
 
@@ -277,6 +315,15 @@ def render_markdown(results: dict[str, list[dict[str, Any]]], meta: dict[str, An
                 f"{test['ndcg@10']:.4f} ± {test['ndcg@10 se']:.4f} |"
             )
         lines += ["", *_target_lines(rows), ""]
+        starts = [
+            f"{r['contender']} {r['start_max_abs_diff']:.1e}" for r in rows if "start_max_abs_diff" in r
+        ]
+        if starts:
+            lines += [
+                "Each row's item vectors before its training vs the warm start's, largest |difference|: "
+                f"{', '.join(starts)}.",
+                "",
+            ]
         diffs = [
             f"{r['contender']} {r['shortcut_max_abs_diff']:.1e}" for r in rows if "shortcut_max_abs_diff" in r
         ]
@@ -321,7 +368,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
     args.overrides = list(BASE_OVERRIDES) + list(args.overrides)
     cfg = variant_config(common.build_config(args), "bert")
-    cfg = replace(cfg, train__epochs=args.epochs)
+    args.warm_batch_size = cfg.train.batch_size
+    cfg = replace(cfg, train__epochs=args.epochs, train__batch_size=args.batch_size)
     start_load = list(os.getloadavg())
     machine = describe_machine()
     protocols = [p for p in args.protocols.split(",") if p]
@@ -332,10 +380,19 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     dataset = common.load_data(cfg, args.quick)
     for protocol in protocols:
         prepared = prepare(cfg, protocol, with_text=True, dataset=dataset)
+        print(f"[lora] {protocol} warm start ...", flush=True)
+        warm_cfg = replace(cfg, train__epochs=args.warm_epochs, train__batch_size=args.warm_batch_size)
+        warm_dir = os.path.join(cfg.train.model_dir, "lora_bench", protocol, "warm")
+        start = run_contender(warm_cfg, prepared, "frozen", args.warm_epochs, warm_dir)
+        warm = start.pop("model")
+        start["contender"] = "warm start (frozen)"
+        results.setdefault(protocol, []).append(start)
+        print(f"[lora] {protocol} warm: {json.dumps(start, default=str)}", flush=True)
         for name in names:
             print(f"[lora] {protocol} {name} ...", flush=True)
             run_dir = os.path.join(cfg.train.model_dir, "lora_bench", protocol, name)
-            row = run_contender(cfg, prepared, name, args.epochs, run_dir)
+            row = run_contender(cfg, prepared, name, args.epochs, run_dir, warm)
+            row.pop("model")
             results.setdefault(protocol, []).append(row)
             print(f"[lora] {protocol} {name}: {json.dumps(row, default=str)}", flush=True)
             _write(out, results, cfg, args, argv, machine, start_load, protocols, names)
@@ -368,8 +425,11 @@ def _write(
         "setup": (
             f"ML-100K{' (--quick slice)' if args.quick else ''}, variant bert with "
             f"model.history_encoder={cfg.model.history_encoder}, objective {cfg.model.objective}, "
-            f"loss {cfg.model.loss}, batch {cfg.train.batch_size}, learning rate {cfg.train.learning_rate}, "
-            f"{args.epochs} epochs (best VALID NDCG@10 epoch kept), MiniLM max_length {cfg.text.max_length}; "
+            f"loss {cfg.model.loss}, learning rate {cfg.train.learning_rate}, MiniLM max_length "
+            f"{cfg.text.max_length}. Warm start: the frozen model trained up to {args.warm_epochs} epochs "
+            f"at batch {args.warm_batch_size} (early stopping, best VALID NDCG@10 kept; the first row). "
+            f"Every other row starts from its tower weights and trains {args.epochs} more epochs at "
+            f"batch {cfg.train.batch_size} (best VALID NDCG@10 epoch kept); "
             "LoRA alpha "
             f"{cfg.text.lora_alpha}. Lower 5 BERT layers precomputed once per item (all rows: "
             "they are frozen everywhere); each step runs only the top layer. Seconds per epoch: "

@@ -19,7 +19,7 @@ from tfrec_llm.errors import ConfigError
 from tfrec_llm.evaluation.two_stage_scorer import TwoStageScorer
 from tfrec_llm.export.ranking_export import two_stage_module
 from tfrec_llm.models.scorer import TwoTowerScorer
-from tfrec_llm.training.ranking_trainer import build_ranking_model
+from tfrec_llm.training.ranking_trainer import build_ranking_model, evaluate_ranking
 from tfrec_llm.training.serving_lists import serving_lists, split_lists
 
 N, L, T = 10, 4, 0.1
@@ -105,6 +105,14 @@ def test_valid_lists_run_trains_reloads_and_the_served_graph_agrees(setup, tmp_p
     feats = {"user": tf.constant(lists["user"]), "history": tf.constant(lists["history"])}
     args = (feats, tf.constant(lists["item"]), tf.constant(lists["retrieval_score"]))
     np.testing.assert_allclose(ranking.score_candidates(*args), trained.score_candidates(*args), rtol=1e-6)
+    # never worse than the retrieval order (the untrained residual) on the held-out users
+    held = split_lists(lists, cfg.ranking.holdout, cfg.train.seed)[1]
+    untrained = build_ranking_model(cfg, small.catalog, small.text_embeddings)
+    untrained.compile()
+    ranking.compile()  # a loaded run is not compiled; evaluate needs it
+    assert evaluate_ranking(ranking, held)["loss"] <= evaluate_ranking(untrained, held)["loss"] + 1e-6
+    if info["kept_retrieval_order"]:
+        np.testing.assert_allclose(ranking.score_candidates(*args), lists["retrieval_score"] / T, rtol=1e-5)
     kernel = ranking.output_layer.kernel
     kernel.assign(np.random.default_rng(0).normal(size=kernel.shape).astype(np.float32))  # a visible f
     split, catalog = small.split, small.catalog

@@ -41,7 +41,8 @@ class RankingConfig:
             history (which the retrieval model never fitted the VALID target on), with the real
             retrieval scores; ``holdout`` of these users early-stop it.
         residual: Score = retrieval score / ``model.temperature`` + the network's output (its
-            last layer initialised at zero), so the untrained model ranks as retrieval does.
+            last layer initialised at zero), so the untrained model ranks as retrieval does;
+            a trained one that does not lower the held-out loss is set back to that order.
             Needs ``examples: valid_lists`` (the only examples that carry retrieval scores).
         holdout: ``valid_lists``: fraction of the lists (by user, seeded) kept out of training
             for early stopping on their loss.

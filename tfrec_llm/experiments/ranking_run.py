@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 import pandas as pd
+import tensorflow as tf
 
 from tfrec_llm.atomic_io import atomic_path, write_json
 from tfrec_llm.config import ExperimentConfig
@@ -100,7 +101,12 @@ def load_or_train_ranking(
         MissingRunError: With ``if_missing="error"`` and no finished run in the folder.
         StaleRunError: A finished run made with other settings or data (kept as it is).
     """
-    from tfrec_llm.training.ranking_trainer import build_ranking_model, ranking_examples, train_ranking
+    from tfrec_llm.training.ranking_trainer import (
+        build_ranking_model,
+        evaluate_ranking,
+        ranking_examples,
+        train_ranking,
+    )
 
     protocol = prepared.split.protocol
     directory = directory or run_dir(cfg, protocol, RANKING_VARIANT)
@@ -148,10 +154,35 @@ def load_or_train_ranking(
         "epochs_run": result.epochs_run,
         "train_seconds": round(result.seconds, 2),
     }
+    if cfg.ranking.residual:
+        info["kept_retrieval_order"] = _no_worse_than_retrieval(result.model, build(), valid)
+        if info["kept_retrieval_order"]:
+            info["valid_metrics"] = evaluate_ranking(result.model, valid)
     with atomic_path(weights) as tmp:
         result.model.save_weights(tmp)
     write_json(info_path, info)
     return result.model, info  # type: ignore[return-value]
+
+
+def _no_worse_than_retrieval(model: RankingModel, untrained: RankingModel, held_out: dict[str, Any]) -> bool:
+    """Sets ``model``'s residual to zero (the retrieval order) unless training beat that on ``held_out``.
+
+    The untrained residual ranker's last layer is zero, so it ranks exactly as retrieval does;
+    if the trained one's held-out loss is not lower, its last layer is zeroed as well.
+
+    Returns:
+        Whether the retrieval order was kept.
+    """
+    from tfrec_llm.training.ranking_trainer import evaluate_ranking
+
+    untrained.compile()  # evaluate only: no optimizer
+    start = evaluate_ranking(untrained, held_out)["loss"]
+    if evaluate_ranking(model, held_out)["loss"] < start:
+        return False
+    layer = model.output_layer
+    layer.kernel.assign(tf.zeros_like(layer.kernel))
+    layer.bias.assign(tf.zeros_like(layer.bias))
+    return True
 
 
 def _serving_examples(

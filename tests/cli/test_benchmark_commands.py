@@ -13,7 +13,7 @@ import pytest
 
 import tfrec_llm  # noqa: F401
 from tfrec_llm.cli import benchmark_commands
-from tfrec_llm.cli.benchmark_commands import benchmark_parser, benchmarks_dir, load_benchmark
+from tfrec_llm.cli.benchmark_commands import BENCHMARKS, benchmark_parser, benchmarks_dir, load_benchmark
 from tfrec_llm.cli.main import build_parser, main
 from tfrec_llm.errors import ConfigError
 
@@ -130,7 +130,9 @@ def test_the_command_runs_the_script_with_its_options(
 def test_load_benchmark_rejects_an_unknown_name() -> None:
     with pytest.raises(
         ConfigError,
-        match=r"benchmark 'nope' is unknown; expected one of \['quality', 'serving_load', 'speed'\]",
+        match=r"benchmark 'nope' is unknown; expected one of \['ann', 'cold_items_adaptors', "
+        r"'cold_users_prior', 'cold_users_text', 'encoder_speed', 'lora', 'quality', 'seeds', "
+        r"'serving_load', 'speed'\]",
     ):
         load_benchmark("nope")
     with pytest.raises(ConfigError, match=r"benchmark 'nope' is unknown"):
@@ -209,3 +211,11 @@ def test_building_the_main_parser_imports_no_benchmark_script() -> None:
         "from_folder": [],
         "path_unchanged": True,
     }
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_registered_script_declares_its_options_and_a_run(name: str) -> None:
+    parser = benchmark_parser(name)
+    args = parser.parse_args([])  # every option has a default
+    assert args.benchmark == name and callable(args.run)
+    assert args.run.__code__.co_argcount == 2  # run(args, argv), as _run calls it

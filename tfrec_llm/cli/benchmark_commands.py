@@ -1,4 +1,4 @@
-"""``tfrec-llm benchmark quality | speed | serving_load``: the benchmark scripts of a checkout.
+"""``tfrec-llm benchmark NAME``: the benchmark scripts of a checkout (`BENCHMARKS` lists them).
 
 The benchmarks live in ``benchmarks/*.py`` next to the package in a source checkout (they are
 scripts with tables and charts, not library code, so they are not installed with the package).
@@ -38,6 +38,20 @@ BENCHMARKS = {
     "medians and ratios; writes speed.json and speed.md",
     "serving_load": "load test of the exported retrieval model in the local TF Serving-compatible "
     "server over gRPC/REST vs in process; writes serving_load.json and serving_load.md",
+    "seeds": "one config trained with several seeds: the spread of VALID/TEST NDCG@10; writes "
+    "seeds_<protocol>_<date>.json/.md",
+    "encoder_speed": "item-text encoding (encode_texts vs a plain TFBertModel loop vs the fp32 "
+    "matmul ceiling), wall and CPU seconds; writes encoder_speed.json/.md",
+    "ann": "ANN index (faiss) vs exact search: recall@10, latency, build seconds and size at "
+    "100k-5M random items; writes ann.json/.md",
+    "cold_items_adaptors": "protocol B with the text adaptors (whitening, MoE, alignment) beside "
+    "the content peers; writes cold_items_adaptors.json/.md",
+    "cold_users_text": "protocol C with each kind of cold-user evidence (profile, first items, "
+    "their titles as text); writes cold_users_text.json/.md",
+    "cold_users_prior": "protocol C with the popularity prior (model.popularity_prior), beta "
+    "chosen on VALID; writes cold_users_prior.json/.md",
+    "lora": "frozen vs LoRA rank 4/8 vs top-1 fine-tuning of the text tower, seconds per epoch "
+    "and protocols A/B; writes lora.json/.md",
 }
 
 

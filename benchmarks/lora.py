@@ -67,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=128, help="batch of the contenders (default 128)")
     parser.add_argument("--quick", action="store_true", help="small data slice (smoke test)")
+    parser.add_argument("--report-name", default="lora", help="<out>/<name>.md and .json (default lora)")
     parser.set_defaults()
 
 
@@ -415,7 +416,7 @@ def _write(
 
     done = {(p, r["contender"]) for p, rows in results.items() for r in rows}
     not_measured = [f"{p} {n}" for p in protocols for n in names if (p, n) not in done]
-    not_measured += [f"{p} (all)" for p in ("loo", "cold-items") if p not in protocols]
+    not_measured += [f"{p} (not part of this run)" for p in ("loo", "cold-items") if p not in protocols]
     meta = {
         "date": datetime.date.today().isoformat(),
         "command": command_line("benchmarks/lora.py", list(argv if argv is not None else sys.argv[1:])),
@@ -437,10 +438,10 @@ def _write(
         ),
         "not_measured": not_measured,
     }
-    (out / "lora.json").write_text(
+    (out / f"{args.report_name}.json").write_text(
         json.dumps({"meta": meta, "results": results}, indent=2, default=str) + "\n"
     )
-    (out / "lora.md").write_text(render_markdown(results, meta))
+    (out / f"{args.report_name}.md").write_text(render_markdown(results, meta))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """The one end-to-end test on the real stack: MovieLens-100K + the bundled MiniLM.
 
-Trains the config's model (the GRU sequence model over ids + text, ``bert``) for one short
-epoch budget, evaluates it beside MostPop under protocol A (``tfrec-llm run``), exports both
-SavedModels of ``bert`` (retrieval
+Runs the README's main command (``tfrec-llm run`` with ``pipelines/movielens_100k.yaml``) at a
+short epoch budget under protocol A: trains the config's model (the GRU sequence model over ids +
+text, ``bert``) and the ranking model on its candidates, evaluates retrieval and two-stage beside
+MostPop, exports the SavedModels of ``bert`` (retrieval, ranking
 and item encoder), serves them with the local PredictionService and queries it over a real
 gRPC socket; the exported item encoder is loaded in a fresh process
 that never imports tfrec_llm and must reproduce the in-process MiniLM embedding.
@@ -31,7 +32,12 @@ print(json.dumps(out.tolist()))
 
 
 def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
+    config = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines", "movielens_100k.yaml"
+    )
     overrides = [
+        "--config",
+        config,  # the README's main command's config (eval.two_stage: the ranking model too)
         "--set",
         f"train.model_dir={tmp_path / 'runs'}",
         "--set",
@@ -52,13 +58,21 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
         for r in records
         if r["split"] == "test" and r["metric"] == "ndcg" and r["k"] == 10
     }
-    # REPORT_VARIANTS: the config's model alone (--variants adds others)
-    assert set(test_ndcg) == {"Random", "MostPop", "TwoTower-BERT"}
+    # REPORT_VARIANTS: the config's model alone (--variants adds others), and its two-stage row
+    assert set(test_ndcg) == {"Random", "MostPop", "TwoTower-BERT", "TwoTower-BERT two-stage"}
     assert test_ndcg["TwoTower-BERT"] > test_ndcg["MostPop"] > test_ndcg["Random"]
+    assert test_ndcg["TwoTower-BERT two-stage"] > test_ndcg["MostPop"]
     assert "user 1:" in printed and "user 2:" in printed and "Genres:" in printed  # gRPC answers, with titles
+    assert "two-stage (model 'ranking', signature 'recommend'):" in printed  # answered over gRPC too
 
     exports = tmp_path / "exports"
-    assert sorted(os.listdir(exports)) == ["item_encoder", "models.config", "retrieval", "serving.env"]
+    assert sorted(os.listdir(exports)) == [
+        "item_encoder",
+        "models.config",
+        "ranking",
+        "retrieval",
+        "serving.env",
+    ]
     assert "TF_SERVING_TAG=2.20.0" in (exports / "serving.env").read_text().splitlines()
     version = os.listdir(exports / "item_encoder")[0]
 

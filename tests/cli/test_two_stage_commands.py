@@ -35,6 +35,20 @@ def test_read_only_two_stage_commands_name_the_missing_ranking_run(tiny_csv_conf
     assert not (folder / "runs").exists()  # nothing trained, nothing created
 
 
+def test_evaluate_with_eval_two_stage_names_the_ranking_run_too(tiny_csv_config):
+    path, folder = tiny_csv_config
+    two_stage = Experiment(load_config(path, overrides=["eval.two_stage=true"]), verbose=0)
+    with pytest.raises(MissingRunError) as err:
+        two_stage.evaluate(["loo"], ["bert"], train_missing=False)
+    assert f"{folder / 'runs' / 'loo' / 'ranking'}" in str(err.value)
+    assert "'tfrec-llm train --variant ranking --protocol loo'" in str(err.value)
+    for protocols, variants in ((["cold-items"], ["bert"]), (["loo"], ["id"])):  # no two-stage row there
+        with pytest.raises(MissingRunError) as err:
+            two_stage.evaluate(protocols, variants, train_missing=False)
+        assert "ranking" not in str(err.value)
+    assert not (folder / "runs").exists()
+
+
 def test_a_ranking_run_of_other_settings_is_stale_not_loaded(tiny_csv_config):
     from tfrec_llm.experiments.ranking_run import load_or_train_ranking
     from tfrec_llm.experiments.runs import StaleRunError, run_dir

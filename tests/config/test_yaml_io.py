@@ -79,8 +79,13 @@ def test_columns_may_be_written_as_a_mapping():
     assert cfg.data.columns == (("user_id", "uid"), ("item_id", "iid"))
 
 
-def test_pipeline_default_config_equals_builtin_defaults():
-    assert load_config("pipelines/movielens_100k.yaml") == ExperimentConfig()
+def test_pipeline_default_config_equals_builtin_defaults_but_the_two_stage_fields():
+    two_stage = {
+        "eval": {"two_stage": True},
+        "ranking": {"objective": "listwise", "examples": "valid_lists", "residual": True},
+    }
+    assert load_config("pipelines/movielens_100k.yaml") == config_from_dict(two_stage)
+    assert ExperimentConfig().eval.two_stage is False
 
 
 def test_unknown_key_lists_valid_keys():

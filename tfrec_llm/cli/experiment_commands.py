@@ -232,16 +232,28 @@ def export(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     result = exp.export(args.variant, args.export_dir, args.version, train_missing=False)
     _print_export(result)
-    if exp.ranking_trained() and exp.config.model.user_text:
+    _export_ranking_beside(exp, args.variant, result, args.export_dir)
+    return 0
+
+
+def _export_ranking_beside(exp: Any, variant: str, result: Any, export_dir: str | None) -> bool:
+    """Exports ``ranking`` (two-stage ``recommend``) at the retrieval export's version, if trained.
+
+    Returns:
+        Whether it was exported (not when the ranking run is missing, or with model.user_text).
+    """
+    if not exp.ranking_trained():
+        return False
+    if exp.config.model.user_text:
         # the two-stage graph does not serve user text yet (TwoStageModule's ConfigError)
         logger.warning(
             "export: skipped 'ranking' (two-stage): it does not serve model.user_text yet; only the "
             "retrieval model is exported (train without model.user_text to export both)."
         )
-    elif exp.ranking_trained():  # the two-stage recommend signature, same version
-        version = int(os.path.basename(result.retrieval))
-        print(f"exported {exp.export_ranking(args.variant, args.export_dir, version, train_missing=False)}")
-    return 0
+        return False
+    version = int(os.path.basename(result.retrieval))
+    print(f"exported {exp.export_ranking(variant, export_dir, version, train_missing=False)}")
+    return True
 
 
 def print_recommendations(
@@ -311,6 +323,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     exported = exp.export(args.variants[-1], args.export_dir)
     _print_export(exported)
+    two_stage = exp.config.eval.two_stage and _export_ranking_beside(
+        exp, args.variants[-1], exported, args.export_dir
+    )
     print(f"(export: {time.perf_counter() - started:.0f} s)")
 
     print(
@@ -323,7 +338,12 @@ def run(args: argparse.Namespace) -> int:
         print("== 4/4 query over gRPC")
         client = GrpcClient("127.0.0.1", server.grpc_port, model_name="retrieval")
         users = [u.strip() for u in args.users.split(",") if u.strip()]
-        print_recommendations(users, client.recommend(users, k=5), exp.prepare("loo").titles)
+        titles = exp.prepare("loo").titles
+        print_recommendations(users, client.recommend(users, k=5), titles)
+        if two_stage:
+            print("two-stage (model 'ranking', signature 'recommend'):")
+            ranking = GrpcClient("127.0.0.1", server.grpc_port, model_name="ranking")
+            print_recommendations(users, ranking.recommend(users, k=5, signature_name="recommend"), titles)
     finally:
         server.stop()
     print(f"done in {time.perf_counter() - start:.0f} s")

@@ -220,11 +220,16 @@ class EvalConfig:
             ``cold-users``).
         ks: Cut-offs for HR/Recall and NDCG: distinct positive integers.
         baselines: Baselines evaluated beside the model (``Random``, ``MostPop``).
+        two_stage: Also score the two-stage pipeline under protocol A (``loo``): the ``bert``
+            model's top ``ranking.num_candidates`` re-ranked by the ranking model (trained
+            first if missing), a row named "<model> two-stage" beside retrieval alone;
+            ``tfrec-llm run`` then also exports ``ranking`` (docs/two_stage.md).
     """
 
     protocol: str = "loo"
     ks: tuple[int, ...] = (10, 50)
     baselines: tuple[str, ...] = ("Random", "MostPop")
+    two_stage: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,9 +21,16 @@ from tfrec_llm.data.splits import Split
 from tfrec_llm.evaluation.baselines import MostPopScorer, RandomScorer
 from tfrec_llm.evaluation.protocols import TASK_NAMES, Scorer, evaluate_all
 from tfrec_llm.evaluation.report import records_to_table
+from tfrec_llm.evaluation.two_stage_scorer import TwoStageScorer
 from tfrec_llm.experiments.prepare import Prepared, load_dataset, prepare
+from tfrec_llm.experiments.ranking_run import RANKING_VARIANT, load_or_train_ranking
 from tfrec_llm.experiments.runs import load_or_train, require_trained
 from tfrec_llm.models.scorer import TwoTowerScorer
+
+TWO_STAGE_PROTOCOL = "loo"
+"""The protocol whose ranking run ``eval.two_stage`` scores (the ranking model's own protocol)."""
+TWO_STAGE_VARIANT = "bert"
+"""The first stage of the two-stage row (the ranking model is trained on its candidates)."""
 
 
 def baseline_scorers(cfg: ExperimentConfig, split: Split) -> list[Scorer]:
@@ -83,7 +90,10 @@ def evaluate_protocols(
     Args:
         cfg: Experiment config.
         protocols: Protocols to evaluate under.
-        variants: Model variants, beside the baselines of ``eval.baselines``.
+        variants: Model variants, beside the baselines of ``eval.baselines``. With
+            ``eval.two_stage``, protocol ``loo`` and ``bert`` among them, the ``bert`` model
+            re-ranked by the ranking model is scored too, as "<bert's name> two-stage" (its
+            fit seconds: both trainings).
         verbose: Keras progress bars while training.
         if_missing: A model not trained yet: ``train`` it, or ``error`` (`MissingRunError`,
             checked before any data is read; see ``experiments.runs.load_or_train``).
@@ -91,8 +101,10 @@ def evaluate_protocols(
     Returns:
         (records, the prepared data per protocol).
     """
+    two_stage = cfg.eval.two_stage and TWO_STAGE_PROTOCOL in protocols and TWO_STAGE_VARIANT in variants
     if if_missing == "error":
-        require_trained(cfg, [(p, v) for p in protocols for v in variants], "evaluate")
+        extra = [(TWO_STAGE_PROTOCOL, RANKING_VARIANT)] if two_stage else []
+        require_trained(cfg, [(p, v) for p in protocols for v in variants] + extra, "evaluate")
     dataset = load_dataset(cfg.data)
     records: list[dict[str, Any]] = []
     prepared_by_protocol: dict[str, Prepared] = {}
@@ -106,6 +118,22 @@ def evaluate_protocols(
             name = VARIANT_NAMES[variant]
             scorers.append(TwoTowerScorer(model, prepared.catalog, name=name))
             fit_seconds[name] = float(info["train_seconds"])
+            if two_stage and protocol == TWO_STAGE_PROTOCOL and variant == TWO_STAGE_VARIANT:
+                ranking, ranking_info = load_or_train_ranking(
+                    cfg,
+                    prepared,
+                    if_missing=if_missing,
+                    verbose=verbose,
+                    variant=variant,
+                    retrieval_model=model,
+                )
+                first = scorers[-1]
+                scorers.append(
+                    TwoStageScorer(
+                        first, ranking, prepared.catalog, cfg.ranking.num_candidates, name=f"{name} two-stage"
+                    )
+                )
+                fit_seconds[f"{name} two-stage"] = fit_seconds[name] + float(ranking_info["train_seconds"])
         records += timed_records(scorers, prepared.split, cfg.eval.ks, fit_seconds)
     return records, prepared_by_protocol
 

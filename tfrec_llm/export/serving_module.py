@@ -65,6 +65,15 @@ from tfrec_llm.text.encoder import TextEncoder
 
 _NO_IDS = tf.zeros([0, 0], tf.string)
 _NO_TEXT = tf.zeros([0], tf.string)
+
+HISTORY_INPUTS = (
+    tf.TensorSpec([None], tf.string, name="user_id"),
+    tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
+    tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+)
+"""The inputs every request signature starts with (``query_embedding`` has these alone)."""
+REQUEST_INPUTS = (*HISTORY_INPUTS, tf.TensorSpec([], tf.int32, name="k"))
+"""The inputs of a top-K signature (retrieval ``serving_default``, two-stage ``recommend``)."""
 _K_MESSAGE = "k must be >= 1 (the number of items to return per user)"
 
 
@@ -156,14 +165,7 @@ class RetrievalModule(tf.Module):
 
         default_k_tensor = tf.constant(default_k, tf.int32)
 
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.string, name="user_id"),
-                tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
-                tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
-                tf.TensorSpec([], tf.int32, name="k"),
-            ]
-        )
+        @tf.function(input_signature=list(REQUEST_INPUTS))
         def serve(
             user_id: tf.Tensor,
             recent_item_ids: tf.Tensor = _NO_IDS,
@@ -175,13 +177,7 @@ class RetrievalModule(tf.Module):
         if text_encoder is not None:  # the same signature plus the optional user_text
 
             @tf.function(
-                input_signature=[
-                    tf.TensorSpec([None], tf.string, name="user_id"),
-                    tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
-                    tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
-                    tf.TensorSpec([], tf.int32, name="k"),
-                    tf.TensorSpec([None], tf.string, name="user_text"),
-                ]
+                input_signature=[*REQUEST_INPUTS, tf.TensorSpec([None], tf.string, name="user_text")]
             )
             def serve(  # noqa: F811
                 user_id: tf.Tensor,
@@ -192,13 +188,7 @@ class RetrievalModule(tf.Module):
             ) -> dict[str, tf.Tensor]:
                 return self._recommend(user_id, recent_item_ids, exclude_item_ids, k, user_text)
 
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.string, name="user_id"),
-                tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
-                tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
-            ]
-        )
+        @tf.function(input_signature=list(HISTORY_INPUTS))
         def query_embedding(
             user_id: tf.Tensor, recent_item_ids: tf.Tensor = _NO_IDS, exclude_item_ids: tf.Tensor = _NO_IDS
         ) -> dict[str, tf.Tensor]:

@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.export.serving_module import _NO_IDS, RetrievalModule
+from tfrec_llm.export.serving_module import _NO_IDS, REQUEST_INPUTS, RetrievalModule
 from tfrec_llm.models.ranking import RankingModel
 from tfrec_llm.models.retrieval import TwoTowerModel
 
@@ -99,14 +99,7 @@ class TwoStageModule(tf.Module):
         self.default_k = default_k
         default_k_tensor = tf.constant(default_k, tf.int32)
 
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.string, name="user_id"),
-                tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
-                tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
-                tf.TensorSpec([], tf.int32, name="k"),
-            ]
-        )
+        @tf.function(input_signature=list(REQUEST_INPUTS))
         def recommend(
             user_id: tf.Tensor,
             recent_item_ids: tf.Tensor = _NO_IDS,

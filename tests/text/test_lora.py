@@ -25,6 +25,7 @@ from tfrec_llm.experiments.prepare import item_texts, tokenize_item_texts
 from tfrec_llm.export.exporter import export_item_encoder
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.models.scorer import TwoTowerScorer
+from tfrec_llm.models.towers import ItemTower
 from tfrec_llm.text.bert_loader import load_bert
 from tfrec_llm.text.encoder import TextEncoder
 from tfrec_llm.text.lora import LoRADense, install_lora, lora_layers_of, merge_lora, merged_copy
@@ -172,6 +173,10 @@ def test_trained_tower_changes_only_adapters_and_exports_merged(dataset_factory,
     assert all(np.abs(layer.lora_b.numpy()).max() > 0 for layer in lora_layers_of(encoder.bert))
     tower_weights = [w for w in result.model.trainable_weights if w.ref() not in adapters]
     assert tower_weights and any(not np.array_equal(w.numpy(), towers_before[w.ref()]) for w in tower_weights)
+
+    tower_config = result.model.item_tower.get_config()
+    assert (tower_config["text_lora_rank"], tower_config["text_lora_alpha"]) == (2, 4.0)
+    assert ItemTower.from_config(tower_config).get_config() == tower_config
 
     adapted = encoder(tf.constant(TEXTS)).numpy()
     np.testing.assert_allclose(merged_copy(encoder)(tf.constant(TEXTS)).numpy(), adapted, atol=1e-5)

@@ -95,22 +95,11 @@ def cold_like_valid(split: Any) -> Any:
 
 
 def per_user(scorer: Any, task: Any, item_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-user Recall@10 and NDCG@10 (one-user tasks through the standard evaluator)."""
-    from tfrec_llm.evaluation.protocols import evaluate
+    """Per-user Recall@10 and NDCG@10 (`tfrec_llm.evaluation.compare.user_evaluation`)."""
+    from tfrec_llm.evaluation.compare import user_evaluation
 
-    out: dict[str, list[float]] = {"recall@10": [], "ndcg@10": []}
-    for i in range(len(task.user_ids)):
-        one = dataclasses.replace(
-            task,
-            user_ids=task.user_ids[i : i + 1],
-            histories=task.histories[i : i + 1],
-            exclude=task.exclude[i : i + 1],
-            targets=task.targets[i : i + 1],
-        )
-        result = evaluate(scorer, one, item_ids, ks=(10,))
-        for key in out:
-            out[key].append(result[key])
-    return {k: np.asarray(v) for k, v in out.items()}
+    values = user_evaluation(scorer, task, item_ids, ks=(10,)).values
+    return {key: values[key] for key in ("recall@10", "ndcg@10")}
 
 
 def summary(values: dict[str, np.ndarray], base: dict[str, np.ndarray] | None = None) -> dict[str, float]:

@@ -129,39 +129,14 @@ def use_top_layer_only(tower: Any, hidden: np.ndarray, mask: np.ndarray) -> None
 # ----------------------------------------------------------------------------- metrics
 
 
-class _FixedScorer:
-    """Rows of a precomputed score matrix, by user id (for per-user evaluation)."""
-
-    def __init__(self, user_ids: np.ndarray, scores: np.ndarray) -> None:
-        self.row = {u: i for i, u in enumerate(user_ids.tolist())}
-        self.scores = scores
-
-    def score(self, user_ids: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        return self.scores[[self.row[u] for u in np.asarray(user_ids).tolist()]]
-
-
 def per_user_metrics(scorer: Any, task: Any, item_ids: np.ndarray) -> dict[str, float]:
-    """TEST Recall@10 / NDCG@10: mean over users and standard error (one-user evaluations)."""
-    import dataclasses
+    """TEST Recall@10 / NDCG@10: mean over users and standard error (per-user evaluation)."""
+    from tfrec_llm.evaluation.compare import user_evaluation
 
-    from tfrec_llm.evaluation.protocols import evaluate
-
-    fixed = _FixedScorer(np.asarray(task.user_ids), np.asarray(scorer.score(task.user_ids, task.histories)))
-    values: dict[str, list[float]] = {"recall@10": [], "ndcg@10": []}
-    for i in range(len(task.user_ids)):
-        one = dataclasses.replace(
-            task,
-            user_ids=task.user_ids[i : i + 1],
-            histories=task.histories[i : i + 1],
-            exclude=task.exclude[i : i + 1],
-            targets=task.targets[i : i + 1],
-        )
-        result = evaluate(fixed, one, item_ids, ks=(10,))
-        for key in values:
-            values[key].append(result[key])
+    values = user_evaluation(scorer, task, item_ids, ks=(10,)).values
     out: dict[str, float] = {"users": len(task.user_ids)}
-    for key, series in values.items():
-        array = np.asarray(series)
+    for key in ("recall@10", "ndcg@10"):
+        array = np.asarray(values[key])
         out[key] = float(array.mean())
         out[f"{key} se"] = float(array.std(ddof=1) / np.sqrt(array.size))
     return out

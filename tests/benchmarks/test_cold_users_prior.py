@@ -50,3 +50,21 @@ def test_choice_and_standard_errors(bench) -> None:
     assert out["ndcg@10"] == 0.5
     assert np.isclose(out["ndcg@10 se"], np.std([0.0, 1.0, 0.5, 0.5], ddof=1) / 2)
     assert out["ndcg@10 diff"] == 0.25 and np.isclose(out["ndcg@10 diff se"], 0.25)
+
+
+def test_per_user_values_average_to_the_evaluator_and_give_the_standard_error(bench) -> None:
+    """Both scripts' per-user numbers: their means are `evaluate`'s, their SE the sample SE."""
+    from tfrec_llm.evaluation.baselines import MostPopScorer
+    from tfrec_llm.evaluation.protocols import evaluate
+
+    split = make_split(make_clustered_dataset(), "cold-users")
+    scorer = MostPopScorer(split)
+    whole = evaluate(scorer, split.test, split.item_ids, ks=(10,))
+    values = bench("cold_users_prior").per_user(scorer, split.test, split.item_ids)
+    summary = bench("lora").per_user_metrics(scorer, split.test, split.item_ids)
+    for key in ("recall@10", "ndcg@10"):
+        assert len(values[key]) == len(split.test.user_ids) > 1
+        np.testing.assert_allclose(values[key].mean(), whole[key], atol=1e-12)
+        np.testing.assert_allclose(summary[key], whole[key], atol=1e-12)
+        se = np.std(values[key], ddof=1) / np.sqrt(len(values[key]))
+        np.testing.assert_allclose(summary[f"{key} se"], se, atol=1e-12)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfrec_llm.cli import options
-from tfrec_llm.config.choices import REPORT_VARIANTS, VARIANTS, variant_uses_text
+from tfrec_llm.config.choices import REPORT_VARIANTS, TWO_STAGE_VARIANT, VARIANTS, variant_uses_text
 
 logger = logging.getLogger("tfrec_llm")
 
@@ -323,8 +323,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     exported = exp.export(args.variants[-1], args.export_dir)
     _print_export(exported)
-    two_stage = exp.config.eval.two_stage and _export_ranking_beside(
-        exp, args.variants[-1], exported, args.export_dir
+    # the ranking model re-ranks the candidates of TWO_STAGE_VARIANT (bert) only
+    two_stage = (
+        exp.config.eval.two_stage
+        and args.variants[-1] == TWO_STAGE_VARIANT
+        and _export_ranking_beside(exp, args.variants[-1], exported, args.export_dir)
     )
     print(f"(export: {time.perf_counter() - started:.0f} s)")
 

@@ -78,6 +78,12 @@ config's own model (``--variants mean,bert`` adds the original mean-pooling two-
 each extra variant is one more training run per protocol)."""
 
 
+TWO_STAGE_PROTOCOL = "loo"
+"""The protocol of the ranking run that ``eval.two_stage`` scores (the ranking model's own)."""
+TWO_STAGE_VARIANT = "bert"
+"""The first stage of the two-stage row (the ranking model is trained on its candidates)."""
+
+
 def variant_uses_text(variant: str) -> bool:
     """Whether the model of ``variant`` reads the item text embeddings (unknown = False)."""
     return bool(VARIANTS.get(variant, {}).get("model.use_text", False))
@@ -145,6 +151,8 @@ __all__ = [
     "POOLINGS",
     "PROTOCOLS",
     "REPORT_VARIANTS",
+    "TWO_STAGE_PROTOCOL",
+    "TWO_STAGE_VARIANT",
     "STRATEGIES",
     "TUNABLE_SECTIONS",
     "TUNER_ALGORITHMS",

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfrec_llm.config import ExperimentConfig
-from tfrec_llm.config.choices import VARIANT_NAMES, variant_uses_text
+from tfrec_llm.config.choices import TWO_STAGE_PROTOCOL, TWO_STAGE_VARIANT, VARIANT_NAMES, variant_uses_text
 from tfrec_llm.data.splits import Split
 from tfrec_llm.evaluation.baselines import MostPopScorer, RandomScorer
 from tfrec_llm.evaluation.protocols import TASK_NAMES, Scorer, evaluate_all
@@ -26,11 +26,6 @@ from tfrec_llm.experiments.prepare import Prepared, load_dataset, prepare
 from tfrec_llm.experiments.ranking_run import RANKING_VARIANT, load_or_train_ranking
 from tfrec_llm.experiments.runs import load_or_train, require_trained
 from tfrec_llm.models.scorer import TwoTowerScorer
-
-TWO_STAGE_PROTOCOL = "loo"
-"""The protocol whose ranking run ``eval.two_stage`` scores (the ranking model's own protocol)."""
-TWO_STAGE_VARIANT = "bert"
-"""The first stage of the two-stage row (the ranking model is trained on its candidates)."""
 
 
 def baseline_scorers(cfg: ExperimentConfig, split: Split) -> list[Scorer]:

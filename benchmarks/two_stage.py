@@ -295,6 +295,20 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _paired_rows(quality: dict[str, Any]) -> list[str]:
+    """Table rows (NDCG@10, HR@10): retrieval, two-stage, their paired difference, beyond 1 SE."""
+    rows = []
+    for key in ("ndcg@10", "hr@10"):
+        r = quality[key]
+        beyond = "yes" if abs(r["difference"]) > r["difference_se"] else "no"
+        rows.append(
+            f"| {key.upper()} | {r['retrieval']:.4f} ± {r['retrieval_se']:.4f} | "
+            f"{r['two_stage']:.4f} ± {r['two_stage_se']:.4f} | "
+            f"{r['difference']:+.4f} ± {r['difference_se']:.4f} (paired) | {beyond} |"
+        )
+    return rows
+
+
 def _markdown(report: dict[str, Any], machine: dict[str, Any], end: dict[str, Any]) -> str:
     q, lat = report["quality"], report["latency"]
     rank = report["ranking_run"]
@@ -315,14 +329,7 @@ def _markdown(report: dict[str, Any], machine: dict[str, Any], end: dict[str, An
         "| metric | retrieval | two-stage | two-stage − retrieval | beyond 1 SE? |",
         "|---|---|---|---|---|",
     ]
-    for key in ("ndcg@10", "hr@10"):
-        r = q[key]
-        beyond = "yes" if abs(r["difference"]) > r["difference_se"] else "no"
-        lines.append(
-            f"| {key.upper()} | {r['retrieval']:.4f} ± {r['retrieval_se']:.4f} | "
-            f"{r['two_stage']:.4f} ± {r['two_stage_se']:.4f} | "
-            f"{r['difference']:+.4f} ± {r['difference_se']:.4f} (paired) | {beyond} |"
-        )
+    lines += _paired_rows(q)
     ndcg = q["ndcg@10"]
     verdict = "better" if ndcg["difference"] > 0 else "worse"
     lines += [
@@ -346,14 +353,7 @@ def _markdown(report: dict[str, Any], machine: dict[str, Any], end: dict[str, An
             "| metric | retrieval | two-stage (hard negatives) | difference | beyond 1 SE? |",
             "|---|---|---|---|---|",
         ]
-        for key in ("ndcg@10", "hr@10"):
-            r = hard[key]
-            beyond = "yes" if abs(r["difference"]) > r["difference_se"] else "no"
-            lines.append(
-                f"| {key.upper()} | {r['retrieval']:.4f} ± {r['retrieval_se']:.4f} | "
-                f"{r['two_stage']:.4f} ± {r['two_stage_se']:.4f} | "
-                f"{r['difference']:+.4f} ± {r['difference_se']:.4f} (paired) | {beyond} |"
-            )
+        lines += _paired_rows(hard)
     if q.get("valid_lists"):
         lists, info = q["valid_lists"], report["ranking_run_valid_lists"]
         ndcg = lists["ndcg@10"]
@@ -371,14 +371,7 @@ def _markdown(report: dict[str, Any], machine: dict[str, Any], end: dict[str, An
             "| metric | retrieval | two-stage (valid lists, residual) | difference | beyond 1 SE? |",
             "|---|---|---|---|---|",
         ]
-        for key in ("ndcg@10", "hr@10"):
-            r = lists[key]
-            mark = "yes" if abs(r["difference"]) > r["difference_se"] else "no"
-            lines.append(
-                f"| {key.upper()} | {r['retrieval']:.4f} ± {r['retrieval_se']:.4f} | "
-                f"{r['two_stage']:.4f} ± {r['two_stage_se']:.4f} | "
-                f"{r['difference']:+.4f} ± {r['difference_se']:.4f} (paired) | {mark} |"
-            )
+        lines += _paired_rows(lists)
         kept = (
             "The trained residual did not lower the held-out users' loss below the retrieval order's, "
             "so the run zeroed its last layer: it ranks exactly as retrieval does."

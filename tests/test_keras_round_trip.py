@@ -381,6 +381,15 @@ def _ranking_model(bert_dir: str, vocab: list[str]) -> Case:
     return model, arguments, ({**_RANKING_FEATURES, "retrieval_score": scores},)
 
 
+def _item_item_ranking_model(bert_dir: str, vocab: list[str]) -> Case:
+    arguments = {**_ranking_arguments(), "residual_temperature": 0.1, "item_item": True, "name": "ranking_ii"}
+    model = RankingModel(**arguments)
+    _set_ranking_tables(model)
+    model.set_item_item(np.random.default_rng(13).normal(size=(4, 4)).astype(np.float32), 1.5)
+    scores = np.array([[0.5, -0.2], [0.1, 0.0], [1.0, 0.3]], np.float32)
+    return model, arguments, ({**_RANKING_FEATURES, "retrieval_score": scores},)
+
+
 def _multitask_model(bert_dir: str, vocab: list[str]) -> Case:
     arguments = {
         "ranking": _ranking_arguments(),
@@ -437,6 +446,7 @@ CASES: dict[str, Callable[[str, list[str]], Case]] = {
     "StudentEncoder": _student_encoder,
     "CrossNetwork": _cross_network,
     "RankingModel": _ranking_model,
+    "RankingModel/item_item": _item_item_ranking_model,
     "MultitaskModel": _multitask_model,
 }
 

@@ -6,6 +6,7 @@ other sections' checks (`tfrec_llm.config.checks`).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from tfrec_llm.errors import ConfigError
@@ -73,6 +74,18 @@ def check_ranking(cfg: RankingConfig) -> None:
             "false unless ranking.examples=valid_lists (the only examples carrying retrieval scores)",
         ),
         (0.0 < cfg.holdout < 1.0, "holdout", cfg.holdout, "a fraction in (0, 1), e.g. 0.2"),
+        (
+            math.isfinite(cfg.item_item_l2) and cfg.item_item_l2 >= 0.0,
+            "item_item_l2",
+            cfg.item_item_l2,
+            "a ridge strength >= 0 (0 = off; e.g. 100)",
+        ),
+        (
+            not cfg.item_item_l2 or cfg.residual,
+            "item_item_l2",
+            cfg.item_item_l2,
+            "0 unless ranking.residual=true (its weight is fitted against the retrieval scores)",
+        ),
         (
             cfg.retrieval_weight + cfg.ranking_weight > 0.0,
             "ranking_weight",

@@ -46,6 +46,10 @@ class RankingConfig:
             Needs ``examples: valid_lists`` (the only examples that carry retrieval scores).
         holdout: ``valid_lists``: fraction of the lists (by user, seeded) kept out of training
             for early stopping on their loss.
+        item_item_l2: > 0 (needs ``residual``): add an item-item collaborative score to the
+            ranker, ``w * sum over the history of B[h, c]`` with ``B`` the EASE weights of
+            TRAIN at this ridge strength and ``w`` fitted on the fit lists (the listwise loss
+            is convex in ``w``); 0 = off. Dense [items, items]: catalogs up to 20,000 items.
     """
 
     objective: str = "rating"
@@ -63,6 +67,7 @@ class RankingConfig:
     examples: str = "train"
     residual: bool = False
     holdout: float = 0.2
+    item_item_l2: float = 0.0
 
     def __post_init__(self) -> None:
         check_ranking(self)

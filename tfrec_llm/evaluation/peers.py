@@ -37,6 +37,7 @@ import numpy as np
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.evaluation.factor_peers import ALSScorer, BPRScorer
 from tfrec_llm.evaluation.peer_base import FIT_ON, CatalogScorer
+from tfrec_llm.models.item_item import ease_weights
 
 if TYPE_CHECKING:
     from tfrec_llm.data.splits import Split
@@ -68,11 +69,7 @@ class EASEScorer(CatalogScorer):
             raise ConfigError(f"l2={l2!r} must be > 0 (X^T X alone is singular); try 500.")
         super().__init__(split, fit_on, {"l2": float(l2)})
         start = time.perf_counter()
-        gram = (self._fit_matrix.T @ self._fit_matrix).toarray()
-        gram[np.diag_indices_from(gram)] += l2
-        precision = np.linalg.inv(gram)
-        self.B = precision / -np.diag(precision)
-        np.fill_diagonal(self.B, 0.0)
+        self.B = ease_weights(self._fit_matrix, l2, dtype=np.float64)
         self.fit_seconds = time.perf_counter() - start
 
     @staticmethod

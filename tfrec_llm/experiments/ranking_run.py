@@ -17,6 +17,7 @@ import json
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -53,15 +54,31 @@ def _ranking_fingerprint(cfg: ExperimentConfig, prepared: Prepared, variant: str
     from tfrec_llm.experiments.fingerprint import data_fingerprint
 
     first_stage = {"first_stage": variant} if cfg.ranking.examples == "valid_lists" else {}
+    return {**first_stage, **_config_sections(cfg), "data": data_fingerprint(prepared)}
+
+
+def _config_sections(cfg: ExperimentConfig) -> dict[str, dict[str, Any]]:
+    """The config sections a ranking model depends on, as plain dicts."""
     return {
-        **first_stage,
         "model": dataclasses.asdict(cfg.model),
         "ranking": dataclasses.asdict(cfg.ranking),
         "train": {
             k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in ("model_dir", "strategy")
         },
         "text": dataclasses.asdict(cfg.text),
-        "data": data_fingerprint(prepared),
+    }
+
+
+def _with_defaults(old: dict[str, Any]) -> dict[str, Any]:
+    """A recorded fingerprint whose sections gain the fields added since, at their defaults.
+
+    A new field's default keeps the old behaviour, so the run was trained as that default;
+    the same field set to anything else then reads as a change.
+    """
+    defaults = json.loads(json.dumps(_config_sections(ExperimentConfig())))
+    return {
+        **old,
+        **{key: {**fields, **old[key]} for key, fields in defaults.items() if isinstance(old.get(key), dict)},
     }
 
 
@@ -116,13 +133,18 @@ def load_or_train_ranking(
     bias = float(train["rating"].mean()) if cfg.ranking.objective == "rating" and "rating" in train else 0.0
     seed_everything(cfg)
 
+    item_item: tuple[np.ndarray, float] | None = None  # (B, w) once fitted, before training
+
     def build() -> RankingModel:
-        return build_ranking_model(cfg, prepared.catalog, text, output_bias=bias)  # type: ignore[return-value]
+        model = build_ranking_model(cfg, prepared.catalog, text, output_bias=bias)
+        if item_item is not None:
+            model.set_item_item(*item_item)  # type: ignore[union-attr]
+        return model  # type: ignore[return-value]
 
     fingerprint = json.loads(json.dumps(_ranking_fingerprint(cfg, prepared, variant)))
     if run_status(directory) == "finished":
         stored = os.path.join(directory, "fingerprint.json")
-        old = _read_json(stored) if os.path.exists(stored) else fingerprint
+        old = _with_defaults(_read_json(stored)) if os.path.exists(stored) else fingerprint
         changed = sorted(key for key in fingerprint if not _same(old.get(key), fingerprint[key]))
         if changed:
             raise StaleRunError(
@@ -138,8 +160,11 @@ def load_or_train_ranking(
     os.makedirs(directory, exist_ok=True)
     write_json(os.path.join(directory, "fingerprint.json"), fingerprint)
     catalog = prepared.catalog
+    fitted: dict[str, Any] = {}
     if cfg.ranking.examples == "valid_lists":
         examples, valid = _serving_examples(cfg, prepared, variant, retrieval_model, if_missing, verbose)
+        if cfg.ranking.item_item_l2 > 0:
+            item_item, fitted = _fit_item_item(cfg, prepared, examples, valid)
     else:
         examples = ranking_examples(cfg, train, catalog, history=train)
         valid = ranking_examples(
@@ -153,6 +178,7 @@ def load_or_train_ranking(
         "valid_metrics": result.valid_metrics,
         "epochs_run": result.epochs_run,
         "train_seconds": round(result.seconds, 2),
+        **fitted,
     }
     if cfg.ranking.residual:
         info["kept_retrieval_order"] = _no_worse_than_retrieval(result.model, build(), valid)
@@ -205,6 +231,34 @@ def _serving_examples(
         scorer, prepared.catalog, prepared.split.valid, cfg.model.history_length, cfg.ranking.num_candidates
     )
     return split_lists(lists, cfg.ranking.holdout, cfg.train.seed)
+
+
+def _fit_item_item(
+    cfg: ExperimentConfig, prepared: Prepared, fit: dict[str, Any], held_out: dict[str, Any]
+) -> tuple[tuple[np.ndarray, float], dict[str, Any]]:
+    """(B, w) of ``ranking.item_item_l2``: EASE on TRAIN, ``w`` on the fit lists; and what to record."""
+    from tfrec_llm.models.item_item import ease_weights, interaction_matrix
+    from tfrec_llm.training.item_item_fit import fit_item_item_weight, list_item_item_scores, listwise_loss
+
+    catalog, train = prepared.catalog, prepared.split.train
+    users = catalog.user_index(train[USER_ID].to_numpy(dtype=object))
+    items = catalog.item_index(train[ITEM_ID].to_numpy(dtype=object))
+    table = ease_weights(
+        interaction_matrix(users, items, catalog.num_users, catalog.num_items), cfg.ranking.item_item_l2
+    )
+    weight, loss, loss_without = fit_item_item_weight(fit, table, cfg.model.temperature)
+    base = np.asarray(held_out["retrieval_score"], np.float64) / cfg.model.temperature
+    feature = list_item_item_scores(table, held_out["history"], held_out["item"])
+    labels = np.asarray(held_out["label"], np.float64)
+    record = {
+        "item_item_weight": round(weight, 6),
+        "item_item_fit_loss": [round(loss_without, 6), round(loss, 6)],
+        "item_item_held_out_loss": [
+            round(listwise_loss(base, feature, labels, 0.0), 6),
+            round(listwise_loss(base, feature, labels, weight), 6),
+        ],
+    }
+    return (table, weight), record
 
 
 def ranking_trained(cfg: ExperimentConfig, protocol: str = "loo") -> bool:

@@ -134,7 +134,8 @@ class TwoStageModule(tf.Module):
             training=False,
         )
         vectors = tf.gather(self.ranking_items, items)
-        return tf.cast(model.score_pairs(user, vectors, items, retrieval_scores, training=False), tf.float32)
+        ranked = model.score_pairs(user, vectors, items, retrieval_scores, training=False, history=history)
+        return tf.cast(ranked, tf.float32)
 
     def _recommend(
         self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor

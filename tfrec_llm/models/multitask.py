@@ -89,7 +89,9 @@ class MultitaskModel(tfrs.Model):
         if self.ranking.use_retrieval_score:
             query = tf.math.l2_normalize(user_vector, axis=-1)[:, tf.newaxis, :]
             scores = tf.reduce_sum(query * tf.math.l2_normalize(item_vectors, axis=-1), axis=-1)
-        predictions = self.ranking.score_pairs(user_vector, item_vectors, items, scores, training)
+        predictions = self.ranking.score_pairs(
+            user_vector, item_vectors, items, scores, training, features.get("history")
+        )
         return user_vector, item_vectors, items, predictions
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:

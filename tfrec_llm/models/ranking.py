@@ -9,6 +9,12 @@ Features of one (user, item) pair, concatenated into ``x0``:
 - their elementwise product (a learned, per-dimension dot product);
 - optionally the retrieval score of the pair (``use_retrieval_score``).
 
+With ``item_item`` the score also gets ``w * sum_{i in history} B[i, c]``: an item-item
+collaborative score (``B`` the EASE weights of TRAIN, `tfrec_llm.models.item_item`, a
+non-trainable table) times a scalar ``w`` that is fitted, not trained by gradient steps
+(``set_item_item``, docs/two_stage.md). ``w`` is 0 until set, so the model then scores as
+without it.
+
 With ``residual_temperature`` T > 0 the model is a residual on the first stage: the score is
 ``retrieval_score / T + f(x0)``, ``f``'s output unit initialised at zero, so an untrained model
 ranks exactly as retrieval does and training only moves away from it where the data supports it.
@@ -31,12 +37,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 from tfrec_llm.config.ranking_checks import RANKING_OBJECTIVES
 from tfrec_llm.errors import ConfigError
+from tfrec_llm.models.item_item import check_item_item_size
 from tfrec_llm.models.layers.cross_network import CrossNetwork
 from tfrec_llm.models.query_tower import QueryTower
 from tfrec_llm.models.retrieval import _plain
@@ -83,6 +91,8 @@ class RankingModel(tfrs.Model):
         output_bias: Initial bias of the output unit (e.g. the mean rating of TRAIN).
         residual_temperature: > 0: score = retrieval score / this + the network's output (zero
             at initialisation); needs the retrieval scores. 0: the network's output alone.
+        item_item: Add ``item_item_weight * sum over the history of item_item_table[h, c]``
+            (both set by `set_item_item`; 0 until then).
 
     Example:
         >>> model = RankingModel(
@@ -104,6 +114,7 @@ class RankingModel(tfrs.Model):
         use_retrieval_score: bool = False,
         output_bias: float = 0.0,
         residual_temperature: float = 0.0,
+        item_item: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,6 +129,7 @@ class RankingModel(tfrs.Model):
         self.use_retrieval_score = bool(use_retrieval_score)
         self.output_bias = float(output_bias)
         self.residual_temperature = float(residual_temperature)
+        self.item_item = bool(item_item)
         self.item_tower = ItemTower(**self.item_tower_config)
         self.query_tower = QueryTower(**self.query_tower_config)
         self.cross_network = CrossNetwork(name="cross_network", **self.cross_config)
@@ -129,6 +141,39 @@ class RankingModel(tfrs.Model):
             name="score",
         )
         self.task = ranking_task(objective)
+        self.item_item_table: tf.Variable | None = None
+        self.item_item_weight: tf.Variable | None = None
+        if self.item_item:
+            n = self.item_tower.num_items
+            check_item_item_size(n)
+            self.item_item_table = tf.Variable(tf.zeros([n, n]), trainable=False, name="item_item_table")
+            self.item_item_weight = tf.Variable(0.0, trainable=False, name="item_item_weight")
+
+    def set_item_item(self, table: np.ndarray, weight: float) -> None:
+        """Loads the [num_items, num_items] item-item weights and their scalar weight ``w``.
+
+        Raises:
+            ConfigError: The model was built without ``item_item``, or ``table`` has the wrong shape.
+        """
+        if self.item_item_table is None or self.item_item_weight is None:
+            raise ConfigError("RankingModel.set_item_item: the model was built with item_item=False")
+        n = self.item_tower.num_items
+        if tuple(np.shape(table)) != (n, n):
+            raise ConfigError(f"RankingModel.set_item_item: table shape {np.shape(table)}, expected {(n, n)}")
+        self.item_item_table.assign(np.asarray(table, np.float32))
+        self.item_item_weight.assign(float(weight))
+
+    def item_item_scores(self, history: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+        """[batch, N] ``sum_{h in history, h >= 0} table[h, c]`` of [batch, L] histories, [batch, N] items."""
+        if self.item_item_table is None:
+            raise ConfigError("RankingModel.item_item_scores: the model was built with item_item=False")
+        history = tf.cast(history, tf.int32)
+        items = tf.maximum(tf.cast(items, tf.int32), 0)
+        # one flat gather of the [batch, L, N] pairs (not of L whole rows of the table)
+        flat = tf.maximum(history, 0)[:, :, tf.newaxis] * self.item_tower.num_items + items[:, tf.newaxis, :]
+        pairs = tf.gather(tf.reshape(self.item_item_table, [-1]), flat)
+        mask = tf.cast(history >= 0, pairs.dtype)[:, :, tf.newaxis]
+        return tf.reduce_sum(pairs * mask, axis=1)
 
     # ------------------------------------------------------------------ the towers
 
@@ -162,12 +207,13 @@ class RankingModel(tfrs.Model):
         items: tf.Tensor,
         retrieval_scores: tf.Tensor | None = None,
         training: bool | None = None,
+        history: tf.Tensor | None = None,
     ) -> tf.Tensor:
         """[batch, N] scores from [batch, dim] users and [batch, N, dim] item vectors.
 
         ``items`` [batch, N] (catalog indices) gives the category multi-hot;
         ``retrieval_scores`` [batch, N] is required when ``use_retrieval_score`` or
-        ``residual_temperature`` > 0.
+        ``residual_temperature`` > 0; ``history`` [batch, L] (-1 padded) with ``item_item``.
         """
         needs_scores = self.use_retrieval_score or self.residual_temperature > 0.0
         if needs_scores and retrieval_scores is None:
@@ -189,6 +235,10 @@ class RankingModel(tfrs.Model):
         scores = tf.reshape(self.output_layer(crossed), tf.shape(items))
         if self.residual_temperature > 0.0:
             scores += tf.cast(retrieval_scores, tf.float32) / self.residual_temperature
+        if self.item_item_weight is not None:
+            if history is None:
+                raise ConfigError("RankingModel: item_item=True needs the users' histories (history=)")
+            scores += self.item_item_weight * self.item_item_scores(history, items)
         return scores
 
     def score_candidates(
@@ -219,7 +269,9 @@ class RankingModel(tfrs.Model):
             if retrieval_scores is not None:
                 retrieval_scores = tf.tile(tf.reshape(retrieval_scores, [1, -1]), tf.stack([batch, 1]))
         item_vectors = self.embed_items(candidates, training)
-        return self.score_pairs(user_vector, item_vectors, candidates, retrieval_scores, training)
+        return self.score_pairs(
+            user_vector, item_vectors, candidates, retrieval_scores, training, query_features["history"]
+        )
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         """Scores of ``features["item"]``: [batch] -> [batch], [batch, N] -> [batch, N]."""
@@ -261,6 +313,7 @@ class RankingModel(tfrs.Model):
             "use_retrieval_score": self.use_retrieval_score,
             "output_bias": self.output_bias,
             "residual_temperature": self.residual_temperature,
+            **({"item_item": True} if self.item_item else {}),
         }
 
     @classmethod

@@ -126,6 +126,7 @@ def ranking_model_config(
         "use_retrieval_score": ranking.use_retrieval_score,
         "output_bias": output_bias,
         "residual_temperature": model.temperature if ranking.residual else 0.0,
+        "item_item": ranking.item_item_l2 > 0,
     }
 
 

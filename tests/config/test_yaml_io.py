@@ -82,7 +82,12 @@ def test_columns_may_be_written_as_a_mapping():
 def test_pipeline_default_config_equals_builtin_defaults_but_the_two_stage_fields():
     two_stage = {
         "eval": {"two_stage": True},
-        "ranking": {"objective": "listwise", "examples": "valid_lists", "residual": True},
+        "ranking": {
+            "objective": "listwise",
+            "examples": "valid_lists",
+            "residual": True,
+            "item_item_l2": 100.0,
+        },
     }
     assert load_config("pipelines/movielens_100k.yaml") == config_from_dict(two_stage)
     assert ExperimentConfig().eval.two_stage is False

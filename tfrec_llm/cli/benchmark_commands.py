@@ -52,6 +52,8 @@ BENCHMARKS = {
     "chosen on VALID; writes cold_users_prior.json/.md",
     "lora": "frozen vs LoRA rank 4/8 vs top-1 fine-tuning of the text tower, seconds per epoch "
     "and protocols A/B; writes lora.json/.md",
+    "two_stage_seeds": "the main command's two-stage pipeline vs retrieval alone per retrieval "
+    "seed, with and without the item-item term; writes two_stage_seeds.json/.md",
 }
 
 

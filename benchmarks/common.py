@@ -235,6 +235,30 @@ def load_or_train_cached(
     return model, {**info, "model_dir": directory, "cached": cached}
 
 
+# ----------------------------------------------------------------------------- statistics
+
+
+def paired(base: Any, other: Any) -> dict[str, float]:
+    """Means, standard errors and the paired difference (``other - base``) of per-user values.
+
+    The keys name the two-stage comparison they were written for: ``retrieval`` (base),
+    ``two_stage`` (other), each with ``_se``, and ``difference`` with ``difference_se``.
+    """
+    import numpy as np
+
+    base, other = np.asarray(base, np.float64), np.asarray(other, np.float64)
+    diff = other - base
+    root = np.sqrt(diff.size)
+    return {
+        "retrieval": float(base.mean()),
+        "retrieval_se": float(base.std(ddof=1) / root),
+        "two_stage": float(other.mean()),
+        "two_stage_se": float(other.std(ddof=1) / root),
+        "difference": float(diff.mean()),
+        "difference_se": float(diff.std(ddof=1) / root),
+    }
+
+
 # ----------------------------------------------------------------------------- timing
 
 

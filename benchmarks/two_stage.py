@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from common import DEFAULT_OUT, setup_environment, time_calls
+from common import DEFAULT_OUT, paired, setup_environment, time_calls
 from machine import describe_machine, load_line, machine_line, provenance
 
 
@@ -159,16 +159,8 @@ def _latency(functions: dict[str, Any], kwargs: dict[str, Any], repeats: int) ->
 
 
 def _compare(a: Any, b: Any, key: str) -> dict[str, float]:
-    diff = b.values[key] - a.values[key]
-    n = diff.size
-    return {
-        "retrieval": float(a.values[key].mean()),
-        "retrieval_se": float(a.values[key].std(ddof=1) / np.sqrt(n)),
-        "two_stage": float(b.values[key].mean()),
-        "two_stage_se": float(b.values[key].std(ddof=1) / np.sqrt(n)),
-        "difference": float(diff.mean()),
-        "difference_se": float(diff.std(ddof=1) / np.sqrt(n)),
-    }
+    """`common.paired` of two per-user evaluations' ``key`` values."""
+    return paired(a.values[key], b.values[key])
 
 
 def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:

@@ -49,18 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(quick=False, config=CONFIG)
 
 
-def paired(base: np.ndarray, other: np.ndarray) -> dict[str, float]:
-    """Means, standard errors and the paired difference (other - base) of per-user values."""
-    diff = other - base
-    n = diff.size
-    return {
-        "retrieval": float(base.mean()),
-        "two_stage": float(other.mean()),
-        "difference": float(diff.mean()),
-        "difference_se": float(diff.std(ddof=1) / np.sqrt(n)),
-    }
-
-
 def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """Trains (or loads) every retrieval and ranking run, evaluates, writes the table."""
     common.setup_environment()
@@ -104,7 +92,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
                 "item_item_weight": rank_info.get("item_item_weight"),
                 "kept_retrieval_order": rank_info.get("kept_retrieval_order"),
                 "ranking_seconds": rank_info.get("train_seconds"),
-                **{m: paired(alone.values[m], staged.values[m]) for m in METRICS},
+                **{m: common.paired(alone.values[m], staged.values[m]) for m in METRICS},
             }
             rows.append(row)
             print(

@@ -1,4 +1,4 @@
-"""Tests of benchmarks/two_stage_seeds.py: the paired statistics and the per-l2 means of its table."""
+"""Tests of benchmarks/two_stage_seeds.py and the paired statistics it shares with two_stage.py (common.paired)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 
 
 def test_paired_difference_and_its_standard_error_by_hand(bench) -> None:
-    script = bench("two_stage_seeds")
+    common = bench("common")
     base = np.array([0.0, 1.0, 0.5, 0.0])
     other = np.array([1.0, 1.0, 0.0, 0.0])
-    out = script.paired(base, other)
+    out = common.paired(base, other)
     # differences 1, 0, -0.5, 0: mean 0.125; sample SD sqrt(((0.875)^2 + 3 * ...)/3)
     diffs = [1.0, 0.0, -0.5, 0.0]
     mean = sum(diffs) / 4
@@ -19,6 +19,7 @@ def test_paired_difference_and_its_standard_error_by_hand(bench) -> None:
     assert out["difference"] == 0.125
     assert math.isclose(out["difference_se"], sd / 2)
     assert out["retrieval"] == 0.375 and out["two_stage"] == 0.5
+    assert math.isclose(out["two_stage_se"], float(np.std(other, ddof=1)) / 2)
 
 
 def test_table_says_beyond_one_se_and_averages_each_l2_over_the_seeds(bench) -> None:

@@ -98,6 +98,11 @@ def test_defaults_are_valid():
         ({"model": {"encoder_dropout": -0.5}}, r"model.encoder_dropout=-0.5; expected in \[0, 1\)"),
         ({"model": {"user_dropout": -0.1}}, r"model.user_dropout=-0.1; expected in \[0, 1\)\. It is"),
         ({"model": {"user_dropout": 1.0}}, r"model.user_dropout=1.0; expected in \[0, 1\)"),
+        ({"model": {"future_window": 0}}, r"model.future_window=0; expected an integer >= 1\. 1 = the next"),
+        (
+            {"model": {"objective": "interaction", "future_window": 5}},
+            r"model.future_window=5; expected 1 unless model.objective is next_item\. Only next_item",
+        ),
         (
             {"model": {"objective": "next_item", "use_history": False}},
             r"model.objective='next_item'; expected interaction when model.use_history is false\. "

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.models.retrieval import TwoTowerModel, future_offsets
 
 NUM_ITEMS = 10
 LENGTH = 4
@@ -235,3 +235,65 @@ def test_full_softmax_restricted_to_trained_items(objective):
     assert restricted < full - 1e-3  # fewer negatives, a smaller loss
     model.restrict_softmax(None)
     np.testing.assert_allclose(float(model.compute_loss(batch)), full, rtol=1e-6)
+
+
+def test_future_offsets_stay_within_reach_and_are_uniform():
+    """Position t of 5 may look min(3, 5 - t) items ahead; each allowed offset equally often."""
+    keras.utils.set_random_seed(5)
+    n, length, window = 6000, 5, 3
+    offsets = future_offsets(n, length, window).numpy()
+    assert offsets.shape == (n, length) and offsets.dtype == np.int32
+    for t, reach in enumerate([3, 3, 3, 2, 1]):
+        counts = np.bincount(offsets[:, t], minlength=reach)
+        assert len(counts) == reach, (t, counts)  # never past the window's last item
+        share = 1.0 / reach
+        tolerance = 5 * np.sqrt(share * (1 - share) / n) + 1e-9
+        np.testing.assert_allclose(counts / n, share, atol=tolerance)
+    assert not future_offsets(7, length, 1).numpy().any()  # window 1: the next item
+
+
+def _future_reference(model, offsets):
+    """Queries, targets of every valid position with target ``sequence[t + 1 + offset]``."""
+    queries, targets = [], []
+    for row, sequence in enumerate(SEQUENCE):
+        for t in range(LENGTH):
+            if sequence[t] < 0:
+                continue
+            history = np.full((1, LENGTH), -1, np.int32)
+            history[0, LENGTH - 1 - t :] = sequence[: t + 1]
+            queries.append(
+                model.query_embedding(tf.constant(USERS[row : row + 1]), tf.constant(history)).numpy()[0]
+            )
+            targets.append(sequence[t + 1 + offsets[row, t]])
+    return np.array(queries), np.array(targets)
+
+
+def test_future_window_loss_matches_numpy_and_evaluation_keeps_the_next_item():
+    model = _model(
+        ENCODERS["mean"], objective="next_item", loss="full_softmax", temperature=0.2, future_window=3
+    )
+    catalog = model.all_candidate_embeddings()
+    tf.random.set_seed(11)
+    got = float(model.compute_loss(_next_item_batch(), training=True))
+    tf.random.set_seed(11)  # the same draw as inside the loss (the mean encoder draws nothing else)
+    offsets = future_offsets(len(SEQUENCE), LENGTH, 3).numpy()
+    assert offsets[SEQUENCE[:, :-1] >= 0].any(), "the draw must move some target past the next item"
+    queries, targets = _future_reference(model, offsets)
+    np.testing.assert_allclose(got, _full_softmax(queries, targets, catalog, 0.2), rtol=1e-4)
+    next_queries, next_targets = _future_reference(model, np.zeros_like(offsets))
+    assert abs(got - _full_softmax(next_queries, next_targets, catalog, 0.2)) > 1e-3
+    # outside training every position predicts its next item, as with future_window 1
+    evaluated = float(model.compute_loss(_next_item_batch(), training=False))
+    np.testing.assert_allclose(evaluated, _full_softmax(next_queries, next_targets, catalog, 0.2), rtol=1e-4)
+
+
+def test_future_window_is_in_the_config_and_needs_next_item():
+    model = _model(ENCODERS["gru"], objective="next_item", loss="full_softmax", future_window=4)
+    config = model.get_config()
+    assert config["future_window"] == 4
+    assert TwoTowerModel.from_config(config).future_window == 4
+    assert "future_window" not in _model(ENCODERS["gru"], objective="next_item").get_config()
+    with pytest.raises(ConfigError, match=r"future_window must be >= 1, and 1 unless objective='next_item'"):
+        _model(ENCODERS["gru"], objective="interaction", future_window=2)
+    with pytest.raises(ConfigError, match=r"future_window must be >= 1"):
+        _model(ENCODERS["gru"], objective="next_item", future_window=0)

@@ -285,6 +285,14 @@ def _sequence_checks(model: Any) -> list[Check]:
             "in [0, 1)",
             "It is the probability of treating a training user as unknown.",
         ),
+        _at_least("model.future_window", model.future_window, 1, "1 = the next item (SASRec)."),
+        _check(
+            model.future_window == 1 or model.objective == "next_item",
+            "model.future_window",
+            model.future_window,
+            "1 unless model.objective is next_item",
+            "Only next_item windows have later items to draw targets from.",
+        ),
         _check(
             model.objective == "interaction" or model.use_history,
             "model.objective",

@@ -119,6 +119,10 @@ class ModelConfig:
             before it) or ``next_item`` (SASRec: windows of ``history_length + 1`` items in
             which every position predicts the next one; with ``mean`` the query of position t
             is the running mean of the items up to t).
+        future_window: ``next_item`` only: each position's target is drawn, anew at every
+            step, uniformly from the next ``future_window`` items of its window (PinnerFormer's
+            dense all-action loss); 1 = the next item (SASRec). A longer horizon teaches the
+            query the user's lasting taste rather than the next click.
         loss: ``in_batch`` (sampled softmax over the batch's positives, with
             ``logq_correction`` and ``remove_accidental_hits``) or ``full_softmax`` (over
             the whole catalog; fine up to ~100k items).
@@ -159,6 +163,7 @@ class ModelConfig:
     encoder_heads: int = 2
     encoder_dropout: float = 0.2
     objective: str = "next_item"
+    future_window: int = 1
     loss: str = "full_softmax"
     use_user_ids: bool = False
     user_dropout: float = 0.0

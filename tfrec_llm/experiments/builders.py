@@ -163,6 +163,7 @@ def build_two_tower(
         logq_correction=cfg.logq_correction,
         remove_accidental_hits=cfg.remove_accidental_hits,
         objective=cfg.objective,
+        future_window=cfg.future_window,
         loss=cfg.loss,
         text_alignment=cfg.text_alignment,
         popularity_prior=cfg.popularity_prior,

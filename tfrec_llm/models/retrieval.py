@@ -65,6 +65,9 @@ class TwoTowerModel(tfrs.Model):
         logq_correction: Subtract log sampling probability of each in-batch candidate.
         remove_accidental_hits: Mask in-batch negatives equal to the positive.
         objective: ``interaction`` or ``next_item`` (needs a query tower with a history encoder).
+        future_window: ``next_item`` only: in training, each position's target is drawn anew
+            at every step, uniformly from the next ``future_window`` items of its window
+            (`future_offsets`); 1 = the next item. Evaluation is unchanged.
         loss: ``in_batch`` or ``full_softmax``.
         text_alignment: > 0: add this weight x ``AlignmentLoss`` (cosine) between the
             projected text and the id embedding of each distinct item of the batch (all warm),
@@ -83,6 +86,7 @@ class TwoTowerModel(tfrs.Model):
         logq_correction: bool = True,
         remove_accidental_hits: bool = True,
         objective: str = "interaction",
+        future_window: int = 1,
         loss: str = "in_batch",
         text_alignment: float = 0.0,
         popularity_prior: float = 0.0,
@@ -99,7 +103,13 @@ class TwoTowerModel(tfrs.Model):
         self.temperature = temperature
         self.logq_correction = logq_correction
         self.remove_accidental_hits = remove_accidental_hits
+        if future_window < 1 or (future_window > 1 and objective != "next_item"):
+            raise ConfigError(
+                f"TwoTowerModel: future_window must be >= 1, and 1 unless objective='next_item'; "
+                f"got {future_window} with objective={objective!r}"
+            )
         self.objective = objective
+        self.future_window = int(future_window)
         self.loss_name = loss
         self.text_alignment = text_alignment
         self.popularity_prior = float(popularity_prior)
@@ -250,19 +260,24 @@ class TwoTowerModel(tfrs.Model):
     def _next_item_loss(self, features: dict[str, tf.Tensor], training: bool) -> tf.Tensor:
         """Every position of each window predicts the next item, in one pass."""
         sequence = tf.cast(features["sequence"], tf.int32)
-        inputs, targets = sequence[:, :-1], sequence[:, 1:]
+        inputs = sequence[:, :-1]
         catalog = self._catalog_for_loss(training)
         embedded = self._embed(sequence, catalog, training)
         tower_inputs = {"user": features["user"], "history": embedded[:, :-1], "history_mask": inputs >= 0}
         if self.user_text_dim:
             tower_inputs["user_text"] = self.recent_titles_text(inputs, per_position=True)
         queries = self.query_tower.encode_positions(tower_inputs, training=training)
+        # Position t's target sits at sequence[:, t + 1 + offset]; offset 0 is the next item.
+        window = self.future_window if training else 1
+        offsets = future_offsets(tf.shape(inputs)[0], tf.shape(inputs)[1], window)
+        where = tf.range(tf.shape(inputs)[1])[tf.newaxis, :] + 1 + offsets
+        targets = tf.gather(sequence, where, batch_dims=1)
         valid = tf.logical_and(inputs >= 0, targets >= 0)
         return self._softmax_loss(
             tf.boolean_mask(queries, valid),
             tf.boolean_mask(targets, valid),
-            tf.boolean_mask(embedded[:, 1:], valid),
-            tf.boolean_mask(features["sequence_probability"][:, 1:], valid),
+            tf.boolean_mask(tf.gather(embedded, where, batch_dims=1), valid),
+            tf.boolean_mask(tf.gather(features["sequence_probability"], where, batch_dims=1), valid),
             catalog,
         )
 
@@ -328,6 +343,7 @@ class TwoTowerModel(tfrs.Model):
             "logq_correction": self.logq_correction,
             "remove_accidental_hits": self.remove_accidental_hits,
             "objective": self.objective,
+            **({"future_window": self.future_window} if self.future_window != 1 else {}),
             "loss": self.loss_name,
             **({"text_alignment": self.text_alignment} if self.text_alignment else {}),
             **({"popularity_prior": self.popularity_prior} if self.popularity_prior else {}),
@@ -344,3 +360,17 @@ class TwoTowerModel(tfrs.Model):
         item_tower = dict(config.pop("item_tower"))
         query_tower = dict(config.pop("query_tower"))
         return cls(item_tower=item_tower, query_tower=query_tower, **config)
+
+
+def future_offsets(batch: tf.Tensor, length: tf.Tensor, window: int) -> tf.Tensor:
+    """[batch, length] int32 offsets of each position's target past the next item.
+
+    Position t of a window of ``length`` inputs may look ``min(window, length - t)`` items
+    ahead; its offset is drawn uniformly from ``0 .. that - 1`` (all zeros for ``window`` 1).
+    Windows are left-padded, so every item after a real input is real too.
+    """
+    if window == 1:
+        return tf.zeros([batch, length], tf.int32)
+    reach = tf.minimum(window, length - tf.range(length))
+    draw = tf.random.uniform([batch, length])
+    return tf.minimum(tf.cast(draw * tf.cast(reach, tf.float32), tf.int32), reach - 1)

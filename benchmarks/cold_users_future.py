@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +33,6 @@ import common
 common.setup_environment()  # before anything imports TensorFlow
 
 import cold_users_prior as prior  # noqa: E402
-from machine import command_line, describe_machine, machine_line  # noqa: E402
 
 from tfrec_llm.atomic_io import write_json, write_text  # noqa: E402
 
@@ -192,7 +190,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     from tfrec_llm.experiments import prepare
 
     started = time.perf_counter()
-    load_start = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    load_start = common.load_now()
     base = load_config(args.config, list(args.overrides))
     dataset = common.load_data(base, False)
     tag = common.data_tag(dataset)
@@ -211,12 +209,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     warm = warm_cost(args, prepare(base, "loo", with_text=True, dataset=dataset), tag)
     meta = {
         "data": dataset.name,
-        "machine": machine_line(describe_machine()),
-        "load_start": load_start,
-        "load_end": "/".join(f"{x:.2f}" for x in os.getloadavg()),
-        "command": command_line(SCRIPT, list(sys.argv[1:] if argv is None else argv)),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "wall_seconds": time.perf_counter() - started,
+        **common.run_meta(SCRIPT, argv, started, load_start),
         "test_users": len(prepared.split.test.user_ids),
         "skipped": skipped,
     }

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +27,6 @@ import common
 
 common.setup_environment()  # before anything imports TensorFlow
 
-from machine import command_line, describe_machine, machine_line  # noqa: E402
 
 from tfrec_llm.atomic_io import write_json, write_text  # noqa: E402
 
@@ -207,7 +205,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         write_text(os.path.join(args.out, f"{NAME}.md"), render(saved["meta"], saved["records"]))
         return 0
     started = time.perf_counter()
-    load_start = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    load_start = common.load_now()
     overrides = list(OVERRIDES) + (list(QUICK_OVERRIDES) if args.quick else []) + list(args.overrides)
     cfg = replace(load_config(args.config, overrides), train__model_dir=args.model_dir)
     dataset = common.load_data(cfg, args.quick)
@@ -222,13 +220,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     records = evaluate_kinds(cfg, prepared, model, dataset)
     meta = {
         "data": dataset.name,
-        "machine": machine_line(describe_machine()),
-        "load_start": load_start,
-        "load_end": "/".join(f"{x:.2f}" for x in os.getloadavg()),
-        "command": command_line(SCRIPT, list(sys.argv[1:] if argv is None else argv)),
+        **common.run_meta(SCRIPT, argv, started, load_start),
         "overrides": overrides,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "wall_seconds": time.perf_counter() - started,
         "train_seconds": float(info["train_seconds"]),
         "best_epoch": info.get("best_epoch"),
         "cached": bool(info["cached"]),

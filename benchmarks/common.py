@@ -318,3 +318,31 @@ def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     n = len(ordered)
     return float(ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2)
+
+
+def run_meta(script: str, argv: Sequence[str] | None, started: float, load_start: str) -> dict[str, Any]:
+    """The header fields every report records: machine, load, command line, date, wall seconds.
+
+    Args:
+        script: The script's path as typed, e.g. ``benchmarks/cold_users_prior.py``.
+        argv: The arguments given to ``run`` (None: ``sys.argv[1:]``).
+        started: ``time.perf_counter()`` at the start of the run.
+        load_start: `load_now` at the start of the run.
+    """
+    import sys
+
+    from machine import command_line, describe_machine, machine_line
+
+    return {
+        "machine": machine_line(describe_machine()),
+        "load_start": load_start,
+        "load_end": load_now(),
+        "command": command_line(script, list(sys.argv[1:] if argv is None else argv)),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def load_now() -> str:
+    """The 1/5/15-minute load averages, ``a/b/c``."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())

@@ -11,7 +11,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.models.retrieval import TwoTowerModel, future_offsets
+from tfrec_llm.models.future_targets import future_offsets
+from tfrec_llm.models.retrieval import TwoTowerModel
 
 NUM_ITEMS = 10
 LENGTH = 4
@@ -285,6 +286,29 @@ def test_future_window_loss_matches_numpy_and_evaluation_keeps_the_next_item():
     # outside training every position predicts its next item, as with future_window 1
     evaluated = float(model.compute_loss(_next_item_batch(), training=False))
     np.testing.assert_allclose(evaluated, _full_softmax(next_queries, next_targets, catalog, 0.2), rtol=1e-4)
+
+
+def test_future_weight_mixes_the_next_item_and_the_future_losses():
+    model = _model(
+        ENCODERS["mean"],
+        objective="next_item",
+        loss="full_softmax",
+        temperature=0.2,
+        future_window=3,
+        future_weight=0.25,
+    )
+    catalog = model.all_candidate_embeddings()
+    tf.random.set_seed(4)
+    got = float(model.compute_loss(_next_item_batch(), training=True))
+    tf.random.set_seed(4)  # the next-item part draws nothing, so the future part gets this draw
+    offsets = future_offsets(len(SEQUENCE), LENGTH, 3).numpy()
+    future = _full_softmax(*_future_reference(model, offsets), catalog, 0.2)
+    following = _full_softmax(*_future_reference(model, np.zeros_like(offsets)), catalog, 0.2)
+    assert abs(future - following) > 1e-3
+    np.testing.assert_allclose(got, 0.75 * following + 0.25 * future, rtol=1e-4)
+    assert model.get_config()["future_weight"] == 0.25
+    with pytest.raises(ConfigError, match=r"future_weight must be in \[0, 1\], got 1.5"):
+        _model(ENCODERS["mean"], objective="next_item", future_window=3, future_weight=1.5)
 
 
 def test_future_window_is_in_the_config_and_needs_next_item():

@@ -13,27 +13,27 @@ import string
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tfrec_llm.config.check_messages import Check
+from tfrec_llm.config.check_messages import at_least as _at_least
+from tfrec_llm.config.check_messages import check as _check
+from tfrec_llm.config.check_messages import positive as _positive
 from tfrec_llm.config.choices import (
     BASELINES,
     DATA_SOURCES,
     GENERIC_SOURCES,
-    HISTORY_ENCODERS,
-    LOSSES,
     METRICS,
-    OBJECTIVES,
     OPTIMIZERS,
     POOLINGS,
     PROTOCOLS,
     STRATEGIES,
 )
+from tfrec_llm.config.sequence_checks import sequence_checks
 from tfrec_llm.config.tune_checks import tune_checks
 from tfrec_llm.errors import ConfigError
 
 if TYPE_CHECKING:
     from tfrec_llm.config.sections import ExperimentConfig
 
-Check = tuple[bool, str]
-"""``(passed, message shown when it did not)``."""
 
 _GENERIC_ONLY = (
     "items_path",
@@ -67,19 +67,6 @@ def section_checks(cfg: ExperimentConfig) -> list[Check]:
         *_train_checks(cfg),
         *_export_checks(cfg),
     ]
-
-
-def _check(ok: bool, field: str, value: Any, expected: str, fix: str) -> Check:
-    """One check with the standard message ``<field>=<value>; expected <what>. <fix>``."""
-    return ok, f"{field}={value!r}; expected {expected}. {fix}"
-
-
-def _at_least(field: str, value: int, low: int, fix: str) -> Check:
-    return _check(value >= low, field, value, f"an integer >= {low}", fix)
-
-
-def _positive(field: str, value: float, fix: str) -> Check:
-    return _check(math.isfinite(value) and value > 0, field, value, "> 0 (finite)", fix)
 
 
 def _names(field: str, values: Sequence[str], what: str) -> Check:
@@ -237,69 +224,7 @@ def _model_checks(cfg: Any) -> list[Check]:
             "model.use_ids, use_text and use_categories are all false: the candidate tower has "
             "no input. Set at least one of them to true.",
         ),
-        *_sequence_checks(model),
-    ]
-
-
-def _sequence_checks(model: Any) -> list[Check]:
-    """The history encoder, the objective and the loss."""
-    return [
-        _check(
-            model.history_encoder in HISTORY_ENCODERS,
-            "model.history_encoder",
-            model.history_encoder,
-            f"one of {HISTORY_ENCODERS}",
-            "attention is the SASRec encoder; mean is the original pooling.",
-        ),
-        _check(
-            model.objective in OBJECTIVES,
-            "model.objective",
-            model.objective,
-            f"one of {OBJECTIVES}",
-            "See docs/sequence_models.md.",
-        ),
-        _check(
-            model.loss in LOSSES, "model.loss", model.loss, f"one of {LOSSES}", "See docs/sequence_models.md."
-        ),
-        _at_least("model.encoder_width", model.encoder_width, 1, "e.g. 64."),
-        _at_least("model.encoder_blocks", model.encoder_blocks, 1, "e.g. 2."),
-        _at_least("model.encoder_heads", model.encoder_heads, 1, "e.g. 2."),
-        _check(
-            model.encoder_width % max(model.encoder_heads, 1) == 0,
-            "model.encoder_width",
-            model.encoder_width,
-            f"a multiple of model.encoder_heads={model.encoder_heads}",
-            "Each head gets encoder_width / encoder_heads dimensions.",
-        ),
-        _check(
-            0.0 <= model.encoder_dropout < 1.0,
-            "model.encoder_dropout",
-            model.encoder_dropout,
-            "in [0, 1)",
-            "e.g. 0.2.",
-        ),
-        _check(
-            0.0 <= model.user_dropout < 1.0,
-            "model.user_dropout",
-            model.user_dropout,
-            "in [0, 1)",
-            "It is the probability of treating a training user as unknown.",
-        ),
-        _at_least("model.future_window", model.future_window, 1, "1 = the next item (SASRec)."),
-        _check(
-            model.future_window == 1 or model.objective == "next_item",
-            "model.future_window",
-            model.future_window,
-            "1 unless model.objective is next_item",
-            "Only next_item windows have later items to draw targets from.",
-        ),
-        _check(
-            model.objective == "interaction" or model.use_history,
-            "model.objective",
-            model.objective,
-            "interaction when model.use_history is false",
-            "next_item trains the history encoder; it needs model.use_history=true.",
-        ),
+        *sequence_checks(model),
     ]
 
 

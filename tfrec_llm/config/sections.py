@@ -115,17 +115,14 @@ class ModelConfig:
         encoder_blocks: Transformer blocks of ``attention``.
         encoder_heads: Attention heads of ``attention`` (must divide ``encoder_width``).
         encoder_dropout: Dropout inside ``attention``, ``gru`` and ``lstm``.
-        objective: ``interaction`` (one example per interaction, predicted from the items
-            before it) or ``next_item`` (SASRec: windows of ``history_length + 1`` items in
-            which every position predicts the next one; with ``mean`` the query of position t
-            is the running mean of the items up to t).
-        future_window: ``next_item`` only: each position's target is drawn, anew at every
-            step, uniformly from the next ``future_window`` items of its window (PinnerFormer's
-            dense all-action loss); 1 = the next item (SASRec). A longer horizon teaches the
-            query the user's lasting taste rather than the next click.
-        loss: ``in_batch`` (sampled softmax over the batch's positives, with
-            ``logq_correction`` and ``remove_accidental_hits``) or ``full_softmax`` (over
-            the whole catalog; fine up to ~100k items).
+        objective: ``interaction`` (one example per interaction, predicted from the items before
+            it) or ``next_item`` (SASRec: windows of ``history_length + 1`` items, every position
+            predicting the next one; with ``mean`` position t's query is the running mean to t).
+        future_window: ``next_item`` only: train each position on an item drawn from its next N
+            (dense all-action loss; 1 = the next item); helps cold users (docs/sequence_models.md).
+        future_weight: The loss is ``(1 - w) x next-item + w x future-window`` (1 = the latter).
+        loss: ``in_batch`` (sampled softmax over the batch's positives, with ``logq_correction``
+            and ``remove_accidental_hits``) or ``full_softmax`` (the catalog; fine to ~100k items).
         use_user_ids: Learn a user id embedding (with ``use_ids``); false = users are known
             only by profile and history.
         user_dropout: Probability of treating a training user as unknown (id and profile),
@@ -133,15 +130,13 @@ class ModelConfig:
         normalize: L2-normalise both towers' outputs (cosine scores over ``temperature``);
             false scores raw dot products, whose norms can carry popularity.
         user_text: Give the query tower an optional user text (a self-description, or a few
-            titles), embedded by the item texts' BERT; in training the text vectors of each
-            user's last 5 items stand in for it (docs/user_text.md). Needs ``use_text`` and a
-            frozen text tower.
+            titles), embedded by the item texts' BERT; in training each user's last 5 items' text
+            vectors stand in for it (docs/user_text.md). Needs ``use_text``, a frozen text tower.
         text_whitening: Whiten the frozen item text vectors (PCA, fitted on the catalog).
         text_experts: > 0: a mixture-of-experts adaptor of that many projections on the text.
         text_alignment: > 0: weight of a loss pulling warm items' text toward their id vectors.
-        popularity_prior: beta >= 0: every score (evaluation, VALID early stopping, export) is
-            ``cosine / temperature + beta * log(1 + TRAIN count of the item)``; 0 = off (the
-            plain cosine). Items without TRAIN interactions (new items) get no bonus.
+        popularity_prior: beta >= 0: every score (evaluation, early stopping, export) is ``cosine /
+            temperature + beta * log(1 + TRAIN count)``; 0 = off. New items get no bonus.
     """
 
     embedding_dim: int = 64
@@ -164,6 +159,7 @@ class ModelConfig:
     encoder_dropout: float = 0.2
     objective: str = "next_item"
     future_window: int = 1
+    future_weight: float = 1.0
     loss: str = "full_softmax"
     use_user_ids: bool = False
     user_dropout: float = 0.0

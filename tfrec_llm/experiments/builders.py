@@ -164,6 +164,7 @@ def build_two_tower(
         remove_accidental_hits=cfg.remove_accidental_hits,
         objective=cfg.objective,
         future_window=cfg.future_window,
+        future_weight=cfg.future_weight,
         loss=cfg.loss,
         text_alignment=cfg.text_alignment,
         popularity_prior=cfg.popularity_prior,

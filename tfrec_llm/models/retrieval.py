@@ -29,6 +29,7 @@ import tf_keras as keras
 from tfrec_llm.config.choices import LOSSES, OBJECTIVES
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.models import replicas
+from tfrec_llm.models.future_targets import future_offsets
 from tfrec_llm.models.query_tower import QueryTower
 from tfrec_llm.models.text_adaptors import AlignmentLoss
 from tfrec_llm.models.towers import ItemTower
@@ -68,6 +69,8 @@ class TwoTowerModel(tfrs.Model):
         future_window: ``next_item`` only: in training, each position's target is drawn anew
             at every step, uniformly from the next ``future_window`` items of its window
             (`future_offsets`); 1 = the next item. Evaluation is unchanged.
+        future_weight: With ``future_window`` > 1, the loss is ``(1 - w) * next-item loss +
+            w * future-window loss`` (both over the same queries); 1 = the future one alone.
         loss: ``in_batch`` or ``full_softmax``.
         text_alignment: > 0: add this weight x ``AlignmentLoss`` (cosine) between the
             projected text and the id embedding of each distinct item of the batch (all warm),
@@ -87,6 +90,7 @@ class TwoTowerModel(tfrs.Model):
         remove_accidental_hits: bool = True,
         objective: str = "interaction",
         future_window: int = 1,
+        future_weight: float = 1.0,
         loss: str = "in_batch",
         text_alignment: float = 0.0,
         popularity_prior: float = 0.0,
@@ -109,7 +113,10 @@ class TwoTowerModel(tfrs.Model):
                 f"got {future_window} with objective={objective!r}"
             )
         self.objective = objective
+        if not 0.0 <= future_weight <= 1.0:
+            raise ConfigError(f"TwoTowerModel: future_weight must be in [0, 1], got {future_weight}")
         self.future_window = int(future_window)
+        self.future_weight = float(future_weight)
         self.loss_name = loss
         self.text_alignment = text_alignment
         self.popularity_prior = float(popularity_prior)
@@ -269,6 +276,25 @@ class TwoTowerModel(tfrs.Model):
         queries = self.query_tower.encode_positions(tower_inputs, training=training)
         # Position t's target sits at sequence[:, t + 1 + offset]; offset 0 is the next item.
         window = self.future_window if training else 1
+        next_loss = self._targets_loss(sequence, inputs, queries, embedded, features, catalog, 1)
+        if window == 1:
+            return next_loss
+        future_loss = self._targets_loss(sequence, inputs, queries, embedded, features, catalog, window)
+        if self.future_weight == 1.0:
+            return future_loss
+        return (1.0 - self.future_weight) * next_loss + self.future_weight * future_loss
+
+    def _targets_loss(
+        self,
+        sequence: tf.Tensor,
+        inputs: tf.Tensor,
+        queries: tf.Tensor,
+        embedded: tf.Tensor,
+        features: dict[str, tf.Tensor],
+        catalog: tf.Tensor | None,
+        window: int,
+    ) -> tf.Tensor:
+        """The softmax loss of every valid position against a target at most ``window`` items ahead."""
         offsets = future_offsets(tf.shape(inputs)[0], tf.shape(inputs)[1], window)
         where = tf.range(tf.shape(inputs)[1])[tf.newaxis, :] + 1 + offsets
         targets = tf.gather(sequence, where, batch_dims=1)
@@ -344,6 +370,7 @@ class TwoTowerModel(tfrs.Model):
             "remove_accidental_hits": self.remove_accidental_hits,
             "objective": self.objective,
             **({"future_window": self.future_window} if self.future_window != 1 else {}),
+            **({"future_weight": self.future_weight} if self.future_weight != 1.0 else {}),
             "loss": self.loss_name,
             **({"text_alignment": self.text_alignment} if self.text_alignment else {}),
             **({"popularity_prior": self.popularity_prior} if self.popularity_prior else {}),
@@ -360,17 +387,3 @@ class TwoTowerModel(tfrs.Model):
         item_tower = dict(config.pop("item_tower"))
         query_tower = dict(config.pop("query_tower"))
         return cls(item_tower=item_tower, query_tower=query_tower, **config)
-
-
-def future_offsets(batch: tf.Tensor, length: tf.Tensor, window: int) -> tf.Tensor:
-    """[batch, length] int32 offsets of each position's target past the next item.
-
-    Position t of a window of ``length`` inputs may look ``min(window, length - t)`` items
-    ahead; its offset is drawn uniformly from ``0 .. that - 1`` (all zeros for ``window`` 1).
-    Windows are left-padded, so every item after a real input is real too.
-    """
-    if window == 1:
-        return tf.zeros([batch, length], tf.int32)
-    reach = tf.minimum(window, length - tf.range(length))
-    draw = tf.random.uniform([batch, length])
-    return tf.minimum(tf.cast(draw * tf.cast(reach, tf.float32), tf.int32), reach - 1)

@@ -14,6 +14,12 @@ def test_window_one_seed_42_rows_are_the_cached_default_configs(bench) -> None:
         "model.future_window=10",
         "train.seed=1",
     )
+    # a mixed-loss setting's window-1 base is the plain next-item model (future_weight unset)
+    assert script.overrides("GRU, half next-item loss", 1, 42) == ()
+    assert script.overrides("GRU, half next-item loss", 10, 42) == (
+        "model.future_window=10",
+        "model.future_weight=0.5",
+    )
     # every row has its window-1 base of the same setting and seed
     rows = set(script.ROWS)
     assert all((setting, 1, seed) in rows for setting, _, seed in rows)

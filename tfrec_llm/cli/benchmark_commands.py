@@ -50,6 +50,8 @@ BENCHMARKS = {
     "their titles as text); writes cold_users_text.json/.md",
     "cold_users_prior": "protocol C with the popularity prior (model.popularity_prior), beta "
     "chosen on VALID; writes cold_users_prior.json/.md",
+    "cold_users_future": "protocol C with model.future_window (targets from the next N items) vs "
+    "the next item, paired per seed, and protocol A's cost; writes cold_users_future.json/.md",
     "lora": "frozen vs LoRA rank 4/8 vs top-1 fine-tuning of the text tower, seconds per epoch "
     "and protocols A/B; writes lora.json/.md",
     "two_stage_seeds": "the main command's two-stage pipeline vs retrieval alone per retrieval "

@@ -210,15 +210,11 @@ def render(meta: dict[str, Any], records: list[dict[str, Any]], warm: list[dict[
 
 def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """Loads (or trains) every row's model, scores TEST, writes the report."""
-    from tfrec_llm.config import load_config
     from tfrec_llm.experiments import prepare
 
     started = time.perf_counter()
     load_start = common.load_now()
-    base = load_config(args.config, list(args.overrides))
-    dataset = common.load_data(base, False)
-    tag = common.data_tag(dataset)
-    prepared = prepare(base, "cold-users", with_text=True, dataset=dataset)
+    base, dataset, tag, prepared = prior.setup(args)
     scored, skipped = {}, []
     for setting, window, seed in ROWS:
         model, info = prior.load_model(args, overrides(setting, window, seed), prepared, tag, args.train)

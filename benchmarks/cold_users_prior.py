@@ -336,17 +336,24 @@ def render(meta: dict[str, Any], records: list[dict[str, Any]], pop: dict[str, f
     return "\n".join(lines) + "\n"
 
 
+def setup(args: argparse.Namespace) -> tuple[Any, Any, str, Any]:
+    """(config, dataset, `common.data_tag`, protocol-C prepared data) of a cold-user run."""
+    from tfrec_llm.config import load_config
+    from tfrec_llm.experiments import prepare
+
+    base = load_config(args.config, list(args.overrides))
+    dataset = common.load_data(base, False)
+    prepared = prepare(base, "cold-users", with_text=True, dataset=dataset)
+    return base, dataset, common.data_tag(dataset), prepared
+
+
 def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """Loads (or trains) the models, sweeps beta on VALID, evaluates TEST, writes the report."""
-    from tfrec_llm.config import load_config
     from tfrec_llm.experiments import prepare
 
     started = time.perf_counter()
     load_start = common.load_now()
-    base = load_config(args.config, list(args.overrides))
-    dataset = common.load_data(base, False)
-    tag = common.data_tag(dataset)
-    prepared = prepare(base, "cold-users", with_text=True, dataset=dataset)
+    base, dataset, tag, prepared = setup(args)
     records, skipped = [], []
     for name, overrides in MODELS.items():
         model, info = load_model(args, overrides, prepared, tag, args.train)

@@ -276,13 +276,13 @@ class TwoTowerModel(tfrs.Model):
         queries = self.query_tower.encode_positions(tower_inputs, training=training)
         # Position t's target sits at sequence[:, t + 1 + offset]; offset 0 is the next item.
         window = self.future_window if training else 1
-        next_loss = self._targets_loss(sequence, inputs, queries, embedded, features, catalog, 1)
+        args = (sequence, inputs, queries, embedded, features, catalog)
         if window == 1:
-            return next_loss
-        future_loss = self._targets_loss(sequence, inputs, queries, embedded, features, catalog, window)
-        if self.future_weight == 1.0:
+            return self._targets_loss(*args, 1)
+        future_loss = self._targets_loss(*args, window)  # the only random draw of the loss
+        if self.future_weight == 1.0:  # the next-item loss is not computed at all
             return future_loss
-        return (1.0 - self.future_weight) * next_loss + self.future_weight * future_loss
+        return (1.0 - self.future_weight) * self._targets_loss(*args, 1) + self.future_weight * future_loss
 
     def _targets_loss(
         self,

@@ -212,3 +212,46 @@ def test_kill_between_trial_file_and_oracle_file_does_not_rerun_the_trial(
         ("0", "COMPLETED"),
         ("1", "COMPLETED"),
     ]
+
+
+def test_kill_between_new_trial_file_and_oracle_file_runs_the_trial_on_resume(
+    tiny_config, tiny_dataset, tmp_path, monkeypatch, capsys
+):
+    # KerasTuner's create_trial writes the new trial_<id>/trial.json (RUNNING), then oracle.json.
+    # A kill in between leaves a trial that oracle.json neither lists as ongoing nor as ended:
+    # KerasTuner's reload would count it against max_trials and never run it. (This is the
+    # state CI caught once in the kill-and-resume CLI test, where the kill lands by timing.)
+    calls = []
+    monkeypatch.setattr(trials_module, "train_variant", _fake_training(calls))
+    save_trial = oracles.AtomicStateFiles._save_trial
+
+    def save_trial_then_die(self, trial):
+        save_trial(self, trial)
+        if trial.trial_id == "1" and trial.status == "RUNNING":
+            raise _Killed
+
+    monkeypatch.setattr(oracles.AtomicStateFiles, "_save_trial", save_trial_then_die)
+    directory = str(tmp_path / "s")
+    prepared = prepare(tiny_config, "loo", with_text=False, dataset=tiny_dataset)
+    with pytest.raises(_Killed):
+        build_tuner(tiny_config, directory, "id").search(prepared, verbose=0)
+    with open(os.path.join(directory, "oracle.json"), encoding="utf-8") as f:
+        state = json.load(f)
+    assert state["ongoing_trials"] == {} and state["end_order"] == ["0"]
+    with open(os.path.join(directory, "trial_1", "trial.json"), encoding="utf-8") as f:
+        assert json.load(f)["status"] == "RUNNING"
+    assert len(calls) == 1
+    monkeypatch.setattr(oracles.AtomicStateFiles, "_save_trial", save_trial)
+
+    capsys.readouterr()
+    again = build_tuner(tiny_config, directory, "id")
+    assert "interrupted trial(s) ['1'] resume" in capsys.readouterr().out
+    again.search(prepared, verbose=1)
+    out = capsys.readouterr().out
+    assert "[tuner0] trial 0:" not in out and "[tuner0] trial 1:" in out
+    assert [os.path.basename(c[2]) for c in calls] == ["trial_0", "trial_1"]
+    summary = again.write_results()
+    assert [(r.trial_id, r.status) for r in summary.records] == [
+        ("0", "COMPLETED"),
+        ("1", "COMPLETED"),
+    ]

@@ -141,26 +141,40 @@ class TwoTowerTrials:
                 "the chief oracle"
             )
         elif resumed:
-            self._close_ended_trials()
+            self._repair_after_kill()
             self._print_resume()
 
-    def _close_ended_trials(self) -> None:
-        """Keeps trials that had ended from running again after a kill inside ``end_trial``.
+    def _repair_after_kill(self) -> None:
+        """Mends the two states that a kill inside KerasTuner's own bookkeeping leaves behind.
 
-        KerasTuner's ``end_trial`` writes ``trial_<id>/trial.json`` (COMPLETED or FAILED) and then
-        ``oracle.json``. A search killed in between still lists the ended trial as ongoing in
-        ``oracle.json``, and the oracle's ``reload`` queues every ongoing trial for a retry: the
-        finished trial would be trained again. Its ``trial.json`` knows better, so take it off the
-        retry queue (KerasTuner 1.4's ``Oracle._retry_queue``) and record it as ended.
+        KerasTuner writes ``trial_<id>/trial.json`` first and ``oracle.json`` second, both when a
+        trial starts (``create_trial``) and when it ends (``end_trial``). Its ``reload`` reads the
+        trial files, then queues every trial that ``oracle.json`` lists as ongoing for a retry
+        (KerasTuner 1.4's ``Oracle._retry_queue``). A kill between the two writes leaves:
+
+        - an ended trial still ongoing in ``oracle.json``: it would be trained again. Its
+          ``trial.json`` knows better, so it comes off the retry queue and is recorded as ended;
+        - a started trial (``trial.json`` RUNNING) that ``oracle.json`` does not know: it would
+          count against ``max_trials`` and never run. It goes on the retry queue.
         """
-        queue = self.oracle._retry_queue
-        ended = [i for i in queue if self.oracle.trials[i].status in ("COMPLETED", "FAILED")]
+        oracle = self.oracle
+        queue = oracle._retry_queue
+        ended = [i for i in queue if oracle.trials[i].status in ("COMPLETED", "FAILED")]
         for trial_id in ended:
             queue.remove(trial_id)
-            if trial_id not in self.oracle.end_order:
-                self.oracle.end_order.append(trial_id)
-        if ended:
-            self.oracle.save()
+            if trial_id not in oracle.end_order:
+                oracle.end_order.append(trial_id)
+        orphans = [
+            trial_id
+            for trial_id, trial in sorted(oracle.trials.items())
+            if trial.status == "RUNNING" and trial_id not in queue
+        ]
+        for trial_id in orphans:
+            queue.append(trial_id)
+            if trial_id not in oracle.start_order:
+                oracle.start_order.append(trial_id)
+        if ended or orphans:
+            oracle.save()
 
     def _print_resume(self) -> None:
         trials = list(self.oracle.trials.values())

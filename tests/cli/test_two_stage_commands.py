@@ -71,23 +71,22 @@ def test_a_ranking_run_of_other_settings_is_stale_not_loaded(tiny_csv_config):
 
 
 @pytest.mark.parametrize("user_text", [False, True])
-def test_export_skips_ranking_of_a_user_text_model_with_a_warning(
-    tiny_csv_config, monkeypatch, caplog, capsys, user_text
+def test_export_publishes_ranking_beside_retrieval_with_or_without_user_text(
+    tiny_csv_config, monkeypatch, capsys, user_text
 ):
-    """With model.user_text the two-stage export is skipped (logged), otherwise it runs."""
+    """The finished ranking run is exported at the retrieval export's version, also for a model
+    that reads user text (the two-stage graph takes the optional user_text input;
+    tests/export/test_two_stage_export.py checks that graph against Python)."""
     from types import SimpleNamespace
 
     from tfrec_llm.cli.main import main
-    from tfrec_llm.errors import ConfigError
 
     path, folder = tiny_csv_config
     retrieval = str(folder / "exports" / "retrieval" / "3")
     ranking_calls = []
 
     def export_ranking(self, variant, export_dir, version, train_missing):
-        ranking_calls.append((variant, version, train_missing))
-        if self.config.model.user_text:  # what the real TwoStageModule does
-            raise ConfigError("the two-stage (ranking) export does not serve model.user_text yet")
+        ranking_calls.append((variant, version, train_missing, self.config.model.user_text))
         return str(folder / "exports" / "ranking" / str(version))
 
     # no training: the retrieval export and the finished ranking run are stood in for
@@ -108,14 +107,5 @@ def test_export_skips_ranking_of_a_user_text_model_with_a_warning(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"exported {retrieval}" in out
-    if user_text:
-        assert ranking_calls == []
-        assert "ranking" not in out.replace(retrieval, "")
-        assert any(
-            "skipped 'ranking'" in r.getMessage() and "model.user_text" in r.getMessage()
-            for r in caplog.records
-        )
-    else:
-        assert ranking_calls == [("id", 3, False)]
-        assert "exported " + str(folder / "exports" / "ranking" / "3") in out
-        assert not any("skipped 'ranking'" in r.getMessage() for r in caplog.records)
+    assert ranking_calls == [("id", 3, False, user_text)]
+    assert "exported " + str(folder / "exports" / "ranking" / "3") in out

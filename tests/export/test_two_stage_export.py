@@ -53,10 +53,12 @@ def exported(tmp_path_factory):
     return path, model, ranking, catalog, histories, tf.saved_model.load(path)
 
 
-def _python_two_stage(model, ranking, catalog, histories, users, k):
-    """Retrieve N with the retrieval model, rank with the ranking model, numpy sorts."""
-    scores = TwoTowerScorer(model, catalog).score(
-        np.array(users, dtype=object), [np.array(histories[u]) for u in users]
+def _python_two_stage(model, ranking, catalog, histories, users, k, user_texts=None):
+    """Retrieve N with the retrieval model (reading ``user_texts``, user -> BERT vector, when
+    given), rank with the ranking model, numpy sorts. Unknown users have no history."""
+    histories = {u: histories.get(u, []) for u in users}
+    scores = TwoTowerScorer(model, catalog, user_texts=user_texts).score(
+        np.array(users, dtype=object), [np.array(histories[u], dtype=object) for u in users]
     )
     answers = []
     for row, user in enumerate(users):
@@ -65,7 +67,8 @@ def _python_two_stage(model, ranking, catalog, histories, users, k):
         first = np.argsort(-s, kind="stable")[:N]
         hist = catalog.item_index(list(histories[user]))[-L:]
         history = np.full((1, L), -1, np.int32)
-        history[0, L - len(hist) :] = hist
+        if len(hist):
+            history[0, L - len(hist) :] = hist
         feats = {
             "user": tf.constant(catalog.user_index([user]).astype(np.int32)),
             "history": tf.constant(history),
@@ -193,3 +196,124 @@ def test_every_top_k_waits_for_the_k_check(exported):
 
     found = unchecked_top_k(exported[0])
     assert found and all(not nodes for nodes in found.values()), found
+
+
+TEXTS = ["space rocket adventure", "", "kitchen cooking recipe number"]
+
+
+@pytest.fixture(scope="module")
+def exported_with_text(tiny_model_dir, tmp_path_factory):
+    """The two-stage export of a model that reads user text (the tiny random BERT)."""
+    from tests.conftest import make_clustered_dataset
+    from tfrec_llm.config import TextConfig
+    from tfrec_llm.text.encoder import TextEncoder
+
+    dataset = make_clustered_dataset()
+    split = make_split(dataset, "loo")
+    catalog = build_catalog(dataset, split)
+    text = np.random.default_rng(2).normal(size=(catalog.num_items, 32)).astype(np.float32)
+    model_cfg = ModelConfig(embedding_dim=8, history_length=L, user_text=True)
+    cfg = ExperimentConfig(
+        model=model_cfg,
+        text=TextConfig(model_path=tiny_model_dir, max_length=16),
+        ranking=RankingConfig(objective="ctr", deep_layers=(8,), num_candidates=N),
+        export=dataclasses.replace(ExperimentConfig().export, default_k=K, max_k=5),
+    )
+    model = build_two_tower(model_cfg, catalog, text)
+    tf.keras.utils.set_random_seed(4)
+    ranking = build_ranking_model(cfg, catalog, text)
+    histories = split.train_valid.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
+    path = export_ranking(cfg, model, ranking, catalog, histories, str(tmp_path_factory.mktemp("ts_text")), 1)
+    encoder = TextEncoder(tiny_model_dir, max_length=16)
+    return model, ranking, catalog, histories, encoder, tf.saved_model.load(path), path
+
+
+def test_two_stage_reads_user_text_in_its_first_stage(exported_with_text):
+    model, ranking, catalog, histories, encoder, loaded, path = exported_with_text
+    users = [str(list(histories)[0]), str(list(histories)[1]), "new-user"]
+    fn = loaded.signatures["recommend"]
+    assert "user_text" in fn.structured_input_signature[1]
+    out = fn(
+        user_id=tf.constant(users),
+        recent_item_ids=_NONE,
+        exclude_item_ids=_NONE,
+        k=tf.constant(K),
+        user_text=tf.constant(TEXTS),
+    )
+    vectors = encoder(tf.constant(TEXTS)).numpy()
+    given = {u: vectors[i] for i, (u, t) in enumerate(zip(users, TEXTS, strict=True)) if t}
+    reference = _python_two_stage(model, ranking, catalog, histories, users, K, user_texts=given)
+    without = _python_two_stage(model, ranking, catalog, histories, users, K)
+    for row, (ref_ids, ref_scores, ref_first) in enumerate(reference):
+        assert out["item_ids"].numpy()[row].astype(str).tolist() == ref_ids
+        np.testing.assert_allclose(out["scores"].numpy()[row], ref_scores, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out["retrieval_scores"].numpy()[row], ref_first, rtol=1e-4, atol=1e-5)
+    # the text moved the first stage (so the test tells text from no text), and the new user
+    # described by text is answered by both stages, not by the popularity fallback
+    assert not np.allclose(reference[0][2], without[0][2])
+    assert out["used_fallback"].numpy().tolist() == [False, False, False]
+
+    # an omitted user_text (TF Serving fills in the recorded default, shape [0]) is "no text"
+    # for everyone: the answer of the plain two-stage graph
+    plain = fn(
+        user_id=tf.constant(users[:2]),
+        recent_item_ids=_NONE,
+        exclude_item_ids=_NONE,
+        k=tf.constant(K),
+        user_text=tf.zeros([0], tf.string),
+    )
+    for row in range(2):
+        assert plain["item_ids"].numpy()[row].astype(str).tolist() == without[row][0]
+    # score reads the text too: the pair's score is the ranking score in the recommend answer
+    first_id = out["item_ids"].numpy()[2][0].decode()
+    pair = loaded.signatures["score"](
+        user_id=tf.constant(["new-user"]),
+        item_ids=tf.constant([[first_id]]),
+        recent_item_ids=_NONE,
+        user_text=tf.constant([TEXTS[2]]),
+    )["scores"].numpy()[0]
+    np.testing.assert_allclose(pair[0], out["scores"].numpy()[2][0], rtol=1e-4, atol=1e-5)
+    # stock TF Serving ops only (classic TF Text tokenizer), and a text request among the warmup
+    check_servable(path)
+    warmup = read_warmup_requests(path)
+    assert any("user_text" in request.inputs for request in warmup)
+
+
+def test_query_sends_user_text_over_grpc_and_rest(exported_with_text, capsys):
+    """``tfrec-llm query --user-text`` reaches the served graph's user_text input, over a real
+    socket, through both APIs: a new user described by text gets the signature's answer."""
+    from tfrec_llm.cli.main import build_parser
+    from tfrec_llm.cli.serving_commands import query_command
+    from tfrec_llm.serving.local import LocalModelServer
+
+    loaded, path = exported_with_text[5], exported_with_text[6]
+    expected = loaded.signatures["recommend"](
+        user_id=tf.constant(["new-user"]),
+        recent_item_ids=_NONE,
+        exclude_item_ids=_NONE,
+        k=tf.constant(3),
+        user_text=tf.constant([TEXTS[0]]),
+    )
+    ids = expected["item_ids"].numpy().astype(str)[0].tolist()
+    with LocalModelServer(
+        model_name=RANKING, model_base_path=os.path.dirname(path), port=0, rest_port=0
+    ) as server:
+        outputs = []
+        for port, rest in ((server.grpc_port, []), (server.rest_port, ["--rest"])):
+            argv = ["query", "--host", "127.0.0.1", "--port", str(port), "--model-name", RANKING]
+            argv += ["--signature", "recommend", "--user", "new-user", "--k", "3", *rest]
+            assert query_command(build_parser().parse_args(argv + ["--user-text", TEXTS[0]])) == 0
+            outputs.append(capsys.readouterr().out)
+            assert query_command(build_parser().parse_args(argv)) == 0  # no text: popularity
+            outputs.append(capsys.readouterr().out)
+    lines = outputs[0].splitlines()
+    assert lines[0] == "user new-user:" and [line.split()[1] for line in lines[1:]] == ids
+    assert outputs[2] == outputs[0]  # REST = gRPC
+    popular = [
+        str(i)
+        for i in np.asarray(exported_with_text[2].item_ids)[
+            np.argsort(-exported_with_text[2].popularity, kind="stable")[:3]
+        ]
+    ]
+    assert [line.split()[1] for line in outputs[1].splitlines()[1:]] == popular
+    assert popular != ids  # the text changed the answer

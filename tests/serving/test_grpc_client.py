@@ -70,6 +70,11 @@ def test_recommend_in_batches_sends_padded_batches():
     assert calls[1]["recent_item_ids"].shape == (1, 0)
     assert calls[0]["k"].dtype == np.int32 and "exclude_item_ids" not in calls[0]
     assert answers == [[("7", 1.0)]] * 3  # "" padding ids dropped
+    assert "user_text" not in calls[0]  # not sent unless given
+
+    calls.clear()
+    recommend_in_batches(fake_predict, ["a", "b", "c"], 5, 2, None, None, ["space operas", "", "é"])
+    assert [c["user_text"].tolist() for c in calls] == [[b"space operas", b""], ["é".encode()]]
 
 
 @pytest.mark.parametrize(
@@ -77,6 +82,7 @@ def test_recommend_in_batches_sends_padded_batches():
     [
         ({"k": 0}, r"k=0 and batch_size=256 must both be >= 1"),
         ({"exclude_item_ids": [[]]}, "exclude_item_ids has 1 rows but user_ids has 2"),
+        ({"user_texts": ["only one"]}, "user_texts has 1 rows but user_ids has 2"),
     ],
 )
 def test_recommend_argument_errors(client, kwargs, match):

@@ -240,16 +240,9 @@ def _export_ranking_beside(exp: Any, variant: str, result: Any, export_dir: str 
     """Exports ``ranking`` (two-stage ``recommend``) at the retrieval export's version, if trained.
 
     Returns:
-        Whether it was exported (not when the ranking run is missing, or with model.user_text).
+        Whether it was exported (not when the ranking run is missing).
     """
     if not exp.ranking_trained():
-        return False
-    if exp.config.model.user_text:
-        # the two-stage graph does not serve user text yet (TwoStageModule's ConfigError)
-        logger.warning(
-            "export: skipped 'ranking' (two-stage): it does not serve model.user_text yet; only the "
-            "retrieval model is exported (train without model.user_text to export both)."
-        )
         return False
     version = int(os.path.basename(result.retrieval))
     print(f"exported {exp.export_ranking(variant, export_dir, version, train_missing=False)}")

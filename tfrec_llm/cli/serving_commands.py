@@ -130,6 +130,14 @@ def add_subcommands(subparsers: Any) -> None:
         "the sequence encoder reads them and they are not recommended again",
     )
     p.add_argument(
+        "--user-text",
+        default=None,
+        metavar="TEXT",
+        help="the user's own words, e.g. 'animated films and space operas', sent as the optional "
+        "user_text input of a model trained with model.user_text (to every --user); an unknown "
+        "--user with a text is a new user described by it",
+    )
+    p.add_argument(
         "--signature",
         default="serving_default",
         help="signature to call (default serving_default; 'recommend' with --model-name ranking: "
@@ -288,7 +296,10 @@ def query_command(args: argparse.Namespace) -> int:
 
         client = GrpcClient(args.host, args.port or 8500, args.model_name, timeout_s=args.timeout)
     recent = None if args.recent_items is None else [args.recent_items] * len(args.user)
-    answers = client.recommend(args.user, k=args.k, recent_item_ids=recent, signature_name=args.signature)
+    texts = None if args.user_text is None else [args.user_text] * len(args.user)
+    answers = client.recommend(
+        args.user, k=args.k, recent_item_ids=recent, signature_name=args.signature, user_texts=texts
+    )
     titles = _titles(args.titles_from_dataset) if args.titles_from_dataset else {}
     for user, answer in zip(args.user, answers, strict=True):
         print(f"user {user}:")

@@ -223,8 +223,7 @@ class Experiment:
         ``user_text`` (a model trained with ``model.user_text``) is the users' own words, e.g.
         "I like animated films and space operas", given to every user of ``users``.
 
-        ``two_stage`` (default: when the ``loo`` ranking run is finished and no ``user_text``)
-        retrieves ``ranking.num_candidates`` items, ranks them with the ranking model and
+        ``two_stage`` (default: when the ``loo`` ranking run is finished) retrieves ``ranking.num_candidates`` items, ranks them with the ranking model and
         returns its top ``k`` (the exported ``recommend`` signature's graph).
 
         ``scenario`` (a value of the data's ``scenario`` column) keeps the answers in that
@@ -261,11 +260,7 @@ class Experiment:
         export = self.config.export
         encoder = user_text_encoder(self.config.text) if model.user_text_dim else None
         if two_stage is None:
-            two_stage = user_text is None and not model.user_text_dim and self.ranking_trained()
-        if two_stage and (user_text is not None or model.user_text_dim):
-            raise ConfigError(
-                "--two-stage does not read user text yet; leave out --user-text (or --two-stage)."
-            )
+            two_stage = self.ranking_trained()
         if two_stage:  # retrieve ranking.num_candidates, rank them, keep the top k
             ranking, _ = self.train_ranking("loo", train_missing)
             module: Any = two_stage_module(self.config, model, ranking, prepared.catalog, histories)

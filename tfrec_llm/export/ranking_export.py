@@ -18,6 +18,7 @@ from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.export.op_scan import check_servable
 from tfrec_llm.export.saved_model import write_saved_model
+from tfrec_llm.export.serving_module import user_text_encoder
 from tfrec_llm.export.two_stage_module import TwoStageModule
 from tfrec_llm.export.warmup import write_warmup_requests
 from tfrec_llm.models.ranking import RankingModel
@@ -39,10 +40,18 @@ def two_stage_module(
     catalog: Catalog,
     histories: Mapping[str, Sequence[str]],
 ) -> TwoStageModule:
-    """The `TwoStageModule` of ``cfg`` (``export.default_k``, ``export.max_k``, N)."""
+    """The `TwoStageModule` of ``cfg`` (``export.default_k``, ``export.max_k``, N; the item
+    texts' encoder when the model reads user text)."""
     export = cfg.export
     return TwoStageModule(
-        model, ranking_model, catalog, histories, export.default_k, export.max_k, num_candidates(cfg)
+        model,
+        ranking_model,
+        catalog,
+        histories,
+        export.default_k,
+        export.max_k,
+        num_candidates(cfg),
+        text_encoder=user_text_encoder(cfg.text) if model.user_text_dim else None,
     )
 
 
@@ -72,6 +81,8 @@ def export_ranking(
         {"user_id": users},
         {"user_id": np.array([b"unknown-user"]), "k": np.array(5, np.int32)},
     ]
+    if model.user_text_dim:  # BERT's first call is in a warmup request, not a user's
+        warmup.append({"user_id": np.array([b"unknown-user"]), "user_text": np.array([b"animated films"])})
 
     def check(tmp_dir: str) -> None:
         check_servable(tmp_dir, tf_serving_version=cfg.export.tf_serving_version)

@@ -11,6 +11,9 @@ Signature ``recommend`` (also ``serving_default``):
              k                int32 []           optional: default ``default_k``; k <= 0 fails
                                                  with INVALID_ARGUMENT ("k must be >= 1");
                                                  capped at min(max_k, num_candidates, catalog)
+             user_text        string [batch]     optional, only when the model reads user text
+                                                 (``model.user_text``): as the retrieval
+                                                 signature's, it shapes the first stage's query
     outputs: item_ids         string [batch, k]   the ranking model's top k of the N retrieved
              scores           float32 [batch, k]  the ranking model's scores (-inf for slots
                                                   filled by excluded items, tiny catalogs only)
@@ -20,8 +23,8 @@ Signature ``recommend`` (also ``serving_default``):
                                                   ranking model knows nothing of them either)
 
 Signature ``score``: ``user_id`` [batch], ``item_ids`` string [batch, n] (and the optional
-``recent_item_ids``) -> ``scores`` float32 [batch, n], the ranking model's score of each pair;
-item ids not in the catalog score -inf.
+``recent_item_ids``, and ``user_text`` for a model that reads it) -> ``scores`` float32
+[batch, n], the ranking model's score of each pair; item ids not in the catalog score -inf.
 
 The retrieval stage is exactly the retrieval signature's (same exclusion of seen, recent and
 excluded items); its top N (``ranking.num_candidates``, default 100) and
@@ -40,9 +43,10 @@ import tensorflow as tf
 
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.export.serving_module import _NO_IDS, REQUEST_INPUTS, RetrievalModule
+from tfrec_llm.export.serving_module import _NO_IDS, _NO_TEXT, REQUEST_INPUTS, RetrievalModule
 from tfrec_llm.models.ranking import RankingModel
 from tfrec_llm.models.retrieval import TwoTowerModel
+from tfrec_llm.text.encoder import TextEncoder
 
 DEFAULT_NUM_CANDIDATES = 100
 """N, the candidates the first stage hands to the ranking model."""
@@ -59,10 +63,14 @@ class TwoStageModule(tf.Module):
         default_k: K when a request does not send ``k``.
         max_k: Cap on ``k``.
         num_candidates: N, the retrieved candidates that are ranked.
+        text_encoder: The item texts' encoder, for a model whose query tower reads user text
+            (``model.user_text_dim``): adds the optional ``user_text`` input to both signatures.
+            The text shapes the first stage only; the ranking model reads the user's index and
+            history, as for any user.
 
     Raises:
-        ConfigError: If ``num_candidates`` < 1, or the model reads user text (not served by
-            the two-stage graph yet).
+        ConfigError: If ``num_candidates`` < 1, or ``text_encoder`` is missing for a model that
+            reads user text (or given for one that does not).
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class TwoStageModule(tf.Module):
         default_k: int = 10,
         max_k: int = 100,
         num_candidates: int = DEFAULT_NUM_CANDIDATES,
+        text_encoder: TextEncoder | None = None,
     ) -> None:
         super().__init__(name="ranking")
         if isinstance(num_candidates, bool) or int(num_candidates) < 1:
@@ -81,12 +90,9 @@ class TwoStageModule(tf.Module):
                 f"ranking.num_candidates={num_candidates!r}; expected an integer >= 1 (the retrieved "
                 "candidates the ranking model re-ranks, e.g. 100)."
             )
-        if model.user_text_dim:
-            raise ConfigError(
-                "the two-stage (ranking) export does not serve model.user_text yet; export the "
-                "retrieval model alone, or train without model.user_text."
-            )
-        self.retrieval = RetrievalModule(model, catalog, histories, default_k, max_k)
+        self.retrieval = RetrievalModule(
+            model, catalog, histories, default_k, max_k, text_encoder=text_encoder
+        )
         self.ranking_model = ranking_model
         # the ranking model's item vectors of the whole catalog, computed once (as the
         # retrieval candidates): a request gathers rows instead of running the item tower
@@ -108,15 +114,37 @@ class TwoStageModule(tf.Module):
         ) -> dict[str, tf.Tensor]:
             return self._recommend(user_id, recent_item_ids, exclude_item_ids, k)
 
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.string, name="user_id"),
-                tf.TensorSpec([None, None], tf.string, name="item_ids"),
-                tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
-            ]
-        )
+        score_inputs = [
+            tf.TensorSpec([None], tf.string, name="user_id"),
+            tf.TensorSpec([None, None], tf.string, name="item_ids"),
+            tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
+        ]
+
+        @tf.function(input_signature=score_inputs)
         def score(user_id: tf.Tensor, item_ids: tf.Tensor, recent_item_ids: tf.Tensor = _NO_IDS) -> dict:
             return {"scores": self._score(user_id, item_ids, recent_item_ids)}
+
+        if text_encoder is not None:  # the same signatures plus the optional user_text
+            text_input = tf.TensorSpec([None], tf.string, name="user_text")
+
+            @tf.function(input_signature=[*REQUEST_INPUTS, text_input])
+            def recommend(  # noqa: F811
+                user_id: tf.Tensor,
+                recent_item_ids: tf.Tensor = _NO_IDS,
+                exclude_item_ids: tf.Tensor = _NO_IDS,
+                k: tf.Tensor = default_k_tensor,
+                user_text: tf.Tensor = _NO_TEXT,
+            ) -> dict[str, tf.Tensor]:
+                return self._recommend(user_id, recent_item_ids, exclude_item_ids, k, user_text)
+
+            @tf.function(input_signature=[*score_inputs, text_input])
+            def score(  # noqa: F811
+                user_id: tf.Tensor,
+                item_ids: tf.Tensor,
+                recent_item_ids: tf.Tensor = _NO_IDS,
+                user_text: tf.Tensor = _NO_TEXT,
+            ) -> dict:
+                return {"scores": self._score(user_id, item_ids, recent_item_ids, user_text)}
 
         self.recommend = recommend
         self.score = score
@@ -138,12 +166,17 @@ class TwoStageModule(tf.Module):
         return tf.cast(ranked, tf.float32)
 
     def _recommend(
-        self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor, k: tf.Tensor
+        self,
+        user_id: tf.Tensor,
+        recent_item_ids: tf.Tensor,
+        exclude_item_ids: tf.Tensor,
+        k: tf.Tensor,
+        user_text: tf.Tensor | None = None,
     ) -> dict[str, tf.Tensor]:
         retrieval = self.retrieval
-        # the retrieval signature's request handling: OOV users, stored + recent history,
-        # exclusions (-inf), k <= 0 rejected
-        q, scores = retrieval._request_scores(user_id, recent_item_ids, exclude_item_ids, k)
+        # the retrieval signature's request handling: OOV users, stored + recent history, user
+        # text, exclusions (-inf), k <= 0 rejected
+        q, scores = retrieval._request_scores(user_id, recent_item_ids, exclude_item_ids, k, user_text)
 
         first = tf.math.top_k(scores, k=self.num_candidates)  # stage 1: N candidates
         usable = tf.math.is_finite(first.values)
@@ -161,9 +194,15 @@ class TwoStageModule(tf.Module):
             "used_fallback": q["fallback"],
         }
 
-    def _score(self, user_id: tf.Tensor, item_ids: tf.Tensor, recent_item_ids: tf.Tensor) -> tf.Tensor:
+    def _score(
+        self,
+        user_id: tf.Tensor,
+        item_ids: tf.Tensor,
+        recent_item_ids: tf.Tensor,
+        user_text: tf.Tensor | None = None,
+    ) -> tf.Tensor:
         retrieval = self.retrieval
-        q = retrieval._query(user_id, recent_item_ids, _NO_IDS)
+        q = retrieval._query(user_id, recent_item_ids, _NO_IDS, user_text)
         items = retrieval.item_table.lookup(item_ids)
         known = items >= 0
         items = tf.maximum(items, 0)

@@ -116,12 +116,15 @@ def recommend_in_batches(
     batch_size: int,
     exclude_item_ids: Sequence[Sequence[str]] | None,
     recent_item_ids: Sequence[Sequence[str]] | None,
+    user_texts: Sequence[str] | None = None,
 ) -> Recommendations:
     """Calls a retrieval signature for many users, ``batch_size`` users per request.
 
     ``recent_item_ids``/``exclude_item_ids`` rows are right-padded with ``""`` to the longest
     row of the batch; leave them ``None`` to use the model's defaults (stored history, nothing
-    excluded). Results keep at most ``k`` items and drop ``""`` padding ids.
+    excluded). ``user_texts`` (one string per user, ``""`` = none) goes to the optional
+    ``user_text`` input of a model trained with ``model.user_text``; ``None`` leaves it out.
+    Results keep at most ``k`` items and drop ``""`` padding ids.
 
     Raises:
         InvalidRequestError: On ``k < 1``, ``batch_size < 1`` or per-user lists whose length
@@ -135,6 +138,7 @@ def recommend_in_batches(
     for name, rows in (
         ("exclude_item_ids", exclude_item_ids),
         ("recent_item_ids", recent_item_ids),
+        ("user_texts", user_texts),
     ):
         if rows is not None and len(rows) != len(users):
             raise InvalidRequestError(
@@ -150,6 +154,8 @@ def recommend_in_batches(
             inputs["recent_item_ids"] = _pad(recent_item_ids[start:stop])
         if exclude_item_ids is not None:
             inputs["exclude_item_ids"] = _pad(exclude_item_ids[start:stop])
+        if user_texts is not None:
+            inputs["user_text"] = _as_array([str(t) for t in user_texts[start:stop]])
         outputs = predict(inputs)
         ids, scores = outputs["item_ids"], outputs["scores"]
         for row in range(len(users[start:stop])):
@@ -320,6 +326,7 @@ class GrpcClient:
         exclude_item_ids: Sequence[Sequence[str]] | None = None,
         recent_item_ids: Sequence[Sequence[str]] | None = None,
         signature_name: str = "serving_default",
+        user_texts: Sequence[str] | None = None,
     ) -> Recommendations:
         """Top-``k`` items for each user from the retrieval signature, many users per request.
 
@@ -332,6 +339,8 @@ class GrpcClient:
                 for a known user (the whole history of an unknown one), and excluded.
             signature_name: ``serving_default``, or ``recommend`` of the ``ranking`` model (the
                 two-stage graph: retrieve N, rank, top K).
+            user_texts: Per user, the user's own words (``""`` = none), for a model trained with
+                ``model.user_text``; ``None`` (default) sends no ``user_text`` input.
 
         Returns:
             One list of ``(item_id, score)`` per user, best first.
@@ -340,7 +349,9 @@ class GrpcClient:
         def predict(inputs: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
             return self.predict(inputs, cast_to_signature=False, signature_name=signature_name)
 
-        return recommend_in_batches(predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids)
+        return recommend_in_batches(
+            predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids, user_texts
+        )
 
     def metadata(self, version: int | None = None) -> dict[str, Any]:
         """The model's signatures (see :func:`describe_signatures`)."""

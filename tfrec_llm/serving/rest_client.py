@@ -223,6 +223,7 @@ class RestClient:
         exclude_item_ids: Sequence[Sequence[str]] | None = None,
         recent_item_ids: Sequence[Sequence[str]] | None = None,
         signature_name: str = "serving_default",
+        user_texts: Sequence[str] | None = None,
     ) -> Recommendations:
         """Top-``k`` items per user (columnar requests, ``batch_size`` users each).
 
@@ -232,7 +233,9 @@ class RestClient:
         def predict(inputs: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
             return self.predict(inputs, form="inputs", signature_name=signature_name)
 
-        return recommend_in_batches(predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids)
+        return recommend_in_batches(
+            predict, user_ids, k, batch_size, exclude_item_ids, recent_item_ids, user_texts
+        )
 
     def metadata(self, version: int | None = None) -> dict[str, Any]:
         """The model's signatures, as :func:`tfrec_llm.serving.grpc_client.describe_signatures`."""

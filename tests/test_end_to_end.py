@@ -2,7 +2,7 @@
 
 Runs the README's main command (``tfrec-llm run`` with ``pipelines/movielens_100k.yaml``) at a
 short epoch budget under protocol A: trains the config's model (the GRU sequence model over ids +
-text, ``bert``) and the ranking model on its candidates, evaluates retrieval and two-stage beside
+text, reading an optional user text, ``bert``) and the ranking model on its candidates, evaluates retrieval and two-stage beside
 MostPop, exports the SavedModels of ``bert`` (retrieval, ranking
 and item encoder), serves them with the local PredictionService and queries it over a real
 gRPC socket; the exported item encoder is loaded in a fresh process
@@ -64,6 +64,9 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
     assert test_ndcg["TwoTower-BERT two-stage"] > test_ndcg["MostPop"]
     assert "user 1:" in printed and "user 2:" in printed and "Genres:" in printed  # gRPC answers, with titles
     assert "two-stage (model 'ranking', signature 'recommend'):" in printed  # answered over gRPC too
+    # model.user_text: a new user described only by text, answered by retrieval and two-stage
+    assert "a new user described only by text, user_text='I like animated films and space operas'" in printed
+    assert printed.count("user new-user:") == 2
 
     exports = tmp_path / "exports"
     assert sorted(os.listdir(exports)) == [
@@ -95,7 +98,7 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
     local = encode_texts(TextEncoder(default_model_path()), texts)
     np.testing.assert_allclose(served, local, atol=1e-4)
 
-    # serve both models and query the retrieval model over gRPC
+    # serve both models and query the retrieval model over gRPC (a new user by text as well)
     with LocalModelServer.from_config_file(
         str(exports / "models.config"), grpc_port=0, rest_port=None
     ) as server:
@@ -103,5 +106,16 @@ def test_movielens_minilm_train_evaluate_export_serve_query(tmp_path, capsys):
         answers = client.recommend(["1", "2", "no-such-user"], k=5)
         assert [len(a) for a in answers] == [5, 5, 5]
         assert all(isinstance(item, str) and isinstance(score, float) for a in answers for item, score in a)
+        # an unknown user with a text is answered from the text (MiniLM in the graph), not by the
+        # popularity fallback that the same unknown user without text gets
+        described = client.predict(
+            {
+                "user_id": np.array([b"no-such-user"]),
+                "user_text": np.array([b"animated films and space operas"]),
+            }
+        )
+        assert described["used_fallback"].tolist() == [False]
+        by_text = [item.decode() for item in described["item_ids"][0][:5]]
+        assert by_text != [item for item, _ in answers[2]]
         status = client.status()
         assert status and str(status[0][0]) == version

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tfrec_llm.config import ExperimentConfig, choices, replace
+from tfrec_llm.config import ExperimentConfig, choices, load_config, replace
 from tfrec_llm.data import splits
 from tfrec_llm.evaluation import protocols
 
@@ -23,7 +23,12 @@ def test_variants_are_config_overrides_that_build_valid_configs():
         "mean": "TwoTower-BERT-MeanPool",
     }
     switches = {k: dict(v) for k, v in choices.VARIANTS.items()}
-    assert switches["id"] == {"model.use_ids": True, "model.use_text": False, "model.use_categories": False}
+    assert switches["id"] == {
+        "model.use_ids": True,
+        "model.use_text": False,
+        "model.use_categories": False,
+        "model.user_text": False,
+    }
     assert switches["text"] == {"model.use_ids": False, "model.use_text": True, "model.use_categories": True}
     assert switches["bert"] == {"model.use_ids": True, "model.use_text": True, "model.use_categories": True}
     # The SASRec-style peer: attention over ids only, no user features, full softmax.
@@ -37,7 +42,14 @@ def test_variants_are_config_overrides_that_build_valid_configs():
             section, field = key.split(".")
             assert getattr(getattr(cfg, section), field) == value, (name, key)
         assert choices.variant_uses_text(name) == cfg.model.use_text
+        # built on the main command's config (model.user_text: true), a variant without item
+        # text cannot read a user's text (BERT is not in its graph): it must switch it off
+        main = load_config("pipelines/movielens_100k.yaml")
+        variant = replace(main, **{k.replace(".", "__"): v for k, v in fields.items()})
+        assert variant.model.use_text or not variant.model.user_text, name
     assert not choices.variant_uses_text("no-such-variant")
+    # the reference mean-pooling model stays the model it was (no user text)
+    assert switches["mean"]["model.user_text"] is False
 
 
 def test_variants_are_read_only():

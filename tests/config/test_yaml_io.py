@@ -79,8 +79,9 @@ def test_columns_may_be_written_as_a_mapping():
     assert cfg.data.columns == (("user_id", "uid"), ("item_id", "iid"))
 
 
-def test_pipeline_default_config_equals_builtin_defaults_but_the_two_stage_fields():
+def test_pipeline_default_config_equals_builtin_defaults_but_the_marked_fields():
     two_stage = {
+        "model": {"user_text": True},
         "eval": {"two_stage": True},
         "ranking": {
             "objective": "listwise",
@@ -91,6 +92,7 @@ def test_pipeline_default_config_equals_builtin_defaults_but_the_two_stage_field
     }
     assert load_config("pipelines/movielens_100k.yaml") == config_from_dict(two_stage)
     assert ExperimentConfig().eval.two_stage is False
+    assert ExperimentConfig().model.user_text is False
 
 
 def test_unknown_key_lists_valid_keys():

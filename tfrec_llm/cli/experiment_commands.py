@@ -22,6 +22,11 @@ from tfrec_llm.config.choices import REPORT_VARIANTS, TWO_STAGE_VARIANT, VARIANT
 
 logger = logging.getLogger("tfrec_llm")
 
+NEW_USER = "new-user"
+"""The id `run` queries for a new user described only by text (unknown to every model)."""
+DEMO_USER_TEXT = "I like animated films and space operas"
+"""`run`'s default ``--user-text``."""
+
 __all__ = ["add_subcommands", "print_recommendations"]
 
 READ_ONLY = (
@@ -158,8 +163,8 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument(
         "--protocol",
         type=options.protocol_list,
-        default=["loo", "cold-items"],
-        help="comma-separated protocols (default loo,cold-items)",
+        default=["loo", "cold-items", "cold-users"],
+        help="comma-separated protocols (default loo,cold-items,cold-users)",
     )
     p.add_argument(
         "--variants",
@@ -172,6 +177,13 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--export-dir", default=None, help="base export folder (default: export.export_dir)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the evaluation records as JSON")
     p.add_argument("--users", default="1,2,3", help="comma-separated user ids to query at the end")
+    p.add_argument(
+        "--user-text",
+        default=DEMO_USER_TEXT,
+        metavar="TEXT",
+        help="with a model that reads user text (model.user_text), also query for a new user "
+        f"described only by TEXT (default {DEMO_USER_TEXT!r}); '' skips it",
+    )
     options.add_strategy(p)
     p.set_defaults(handler=run)
 
@@ -336,10 +348,20 @@ def run(args: argparse.Namespace) -> int:
         users = [u.strip() for u in args.users.split(",") if u.strip()]
         titles = exp.prepare("loo").titles
         print_recommendations(users, client.recommend(users, k=5), titles)
+        described = exp.config.model.user_text and args.user_text.strip()
+        if described:
+            print(f"a new user described only by text, user_text={args.user_text!r}:")
+            answer = client.recommend([NEW_USER], k=5, user_texts=[args.user_text])
+            print_recommendations([NEW_USER], answer, titles)
         if two_stage:
             print("two-stage (model 'ranking', signature 'recommend'):")
             ranking = GrpcClient("127.0.0.1", server.grpc_port, model_name="ranking")
             print_recommendations(users, ranking.recommend(users, k=5, signature_name="recommend"), titles)
+            if described:
+                answer = ranking.recommend(
+                    [NEW_USER], k=5, signature_name="recommend", user_texts=[args.user_text]
+                )
+                print_recommendations([NEW_USER], answer, titles)
     finally:
         server.stop()
     print(f"done in {time.perf_counter() - start:.0f} s")

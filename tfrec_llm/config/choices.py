@@ -17,7 +17,13 @@ METRICS = ("recall", "hr", "ndcg")
 """Ranking metrics the evaluator reports, each as ``<metric>@<k>``."""
 
 _CANDIDATE_SWITCHES = {
-    "id": {"model.use_ids": True, "model.use_text": False, "model.use_categories": False},
+    # without item text there is no BERT to read a user's text either
+    "id": {
+        "model.use_ids": True,
+        "model.use_text": False,
+        "model.use_categories": False,
+        "model.user_text": False,
+    },
     "text": {"model.use_ids": False, "model.use_text": True, "model.use_categories": True},
     "bert": {"model.use_ids": True, "model.use_text": True, "model.use_categories": True},
 }
@@ -43,6 +49,7 @@ _VARIANTS: dict[str, dict[str, object]] = {
         "model.use_profile": True,
         "model.history_encoder": "mean",
         "model.history_length": 50,
+        "model.user_text": False,
         "model.objective": "interaction",
         "model.loss": "in_batch",
         "model.temperature": 0.1,

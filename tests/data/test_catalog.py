@@ -42,3 +42,24 @@ def test_pad_histories_keeps_the_most_recent_and_drops_unknown_ids(tiny_dataset)
         [np.array(["1", "2", "3"]), np.array(["zzz"]), np.array([], dtype=object)], 2
     )
     np.testing.assert_array_equal(padded, [catalog.item_index(["2", "3"]), [-1, -1], [-1, -1]])
+
+
+def test_pad_histories_equals_a_row_by_row_reference(tiny_dataset):
+    # one lookup for all rows (catalog.pad_histories) must place each row's items as a
+    # lookup per row does: last `length` ids, unknown ones dropped, right-aligned
+    split = make_split(tiny_dataset, "loo")
+    catalog = build_catalog(tiny_dataset, split)
+    rng = np.random.default_rng(0)
+    ids = list(catalog.item_ids) + ["unknown-a", "unknown-b"]
+    histories = [list(rng.choice(ids, size=int(rng.integers(0, 9)))) for _ in range(50)]
+    histories += [[], ["unknown-a"] * 4, list(catalog.item_ids[:3])]
+    length = 5
+    expected = np.full((len(histories), length), -1, np.int32)
+    for row, hist in enumerate(histories):
+        idx = [int(catalog.item_index([item])[0]) for item in hist[-length:]]
+        idx = [i for i in idx if i >= 0]
+        if idx:
+            expected[row, -len(idx) :] = idx
+    np.testing.assert_array_equal(catalog.pad_histories(histories, length), expected)
+    assert catalog.pad_histories([], length).shape == (0, length)
+    assert catalog.pad_histories([[], []], length).tolist() == [[-1] * length] * 2

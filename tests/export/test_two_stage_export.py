@@ -30,27 +30,33 @@ N, K, L = 6, 3, 4
 _NONE = tf.zeros([0, 0], tf.string)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def _export_two_stage(folder, model_cfg, text_width, seed, text_cfg=None):
+    """Builds the retrieval and ranking models on the clustered data and exports ``ranking``."""
     from tests.conftest import make_clustered_dataset
 
     dataset = make_clustered_dataset()
     split = make_split(dataset, "loo")
     catalog = build_catalog(dataset, split)
-    text = np.random.default_rng(1).normal(size=(catalog.num_items, 6)).astype(np.float32)
-    model_cfg = ModelConfig(embedding_dim=8, history_length=L, history_encoder="mean")
+    text = np.random.default_rng(seed - 2).normal(size=(catalog.num_items, text_width)).astype(np.float32)
     cfg = ExperimentConfig(
         model=model_cfg,
         ranking=RankingConfig(objective="ctr", deep_layers=(8,), num_candidates=N),
         export=dataclasses.replace(ExperimentConfig().export, default_k=K, max_k=5),
     )
+    if text_cfg is not None:
+        cfg = dataclasses.replace(cfg, text=text_cfg)
     model = build_two_tower(model_cfg, catalog, text)
-    tf.keras.utils.set_random_seed(3)
+    tf.keras.utils.set_random_seed(seed)
     ranking = build_ranking_model(cfg, catalog, text)
     histories = split.train_valid.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
-    out = tmp_path_factory.mktemp("two_stage")
-    path = export_ranking(cfg, model, ranking, catalog, histories, str(out), version=1)
+    path = export_ranking(cfg, model, ranking, catalog, histories, str(folder), version=1)
     return path, model, ranking, catalog, histories, tf.saved_model.load(path)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model_cfg = ModelConfig(embedding_dim=8, history_length=L, history_encoder="mean")
+    return _export_two_stage(tmp_path_factory.mktemp("two_stage"), model_cfg, text_width=6, seed=3)
 
 
 def _python_two_stage(model, ranking, catalog, histories, users, k, user_texts=None):
@@ -204,28 +210,16 @@ TEXTS = ["space rocket adventure", "", "kitchen cooking recipe number"]
 @pytest.fixture(scope="module")
 def exported_with_text(tiny_model_dir, tmp_path_factory):
     """The two-stage export of a model that reads user text (the tiny random BERT)."""
-    from tests.conftest import make_clustered_dataset
     from tfrec_llm.config import TextConfig
     from tfrec_llm.text.encoder import TextEncoder
 
-    dataset = make_clustered_dataset()
-    split = make_split(dataset, "loo")
-    catalog = build_catalog(dataset, split)
-    text = np.random.default_rng(2).normal(size=(catalog.num_items, 32)).astype(np.float32)
     model_cfg = ModelConfig(embedding_dim=8, history_length=L, user_text=True)
-    cfg = ExperimentConfig(
-        model=model_cfg,
-        text=TextConfig(model_path=tiny_model_dir, max_length=16),
-        ranking=RankingConfig(objective="ctr", deep_layers=(8,), num_candidates=N),
-        export=dataclasses.replace(ExperimentConfig().export, default_k=K, max_k=5),
+    text_cfg = TextConfig(model_path=tiny_model_dir, max_length=16)
+    path, model, ranking, catalog, histories, loaded = _export_two_stage(
+        tmp_path_factory.mktemp("ts_text"), model_cfg, text_width=32, seed=4, text_cfg=text_cfg
     )
-    model = build_two_tower(model_cfg, catalog, text)
-    tf.keras.utils.set_random_seed(4)
-    ranking = build_ranking_model(cfg, catalog, text)
-    histories = split.train_valid.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
-    path = export_ranking(cfg, model, ranking, catalog, histories, str(tmp_path_factory.mktemp("ts_text")), 1)
     encoder = TextEncoder(tiny_model_dir, max_length=16)
-    return model, ranking, catalog, histories, encoder, tf.saved_model.load(path), path
+    return model, ranking, catalog, histories, encoder, loaded, path
 
 
 def test_two_stage_reads_user_text_in_its_first_stage(exported_with_text):

@@ -176,6 +176,23 @@ class _Killed(BaseException):
     """Stands in for SIGKILL: not an Exception, so nothing in KerasTuner catches it."""
 
 
+def _resume_runs_trial_1_only(cfg, directory, prepared, calls, capsys, announced):
+    """Restarts the killed search: it prints ``announced``, trains trial 1 (never trial 0 again)
+    and records both trials as COMPLETED."""
+    capsys.readouterr()
+    again = build_tuner(cfg, directory, "id")
+    assert announced in capsys.readouterr().out
+    again.search(prepared, verbose=1)
+    out = capsys.readouterr().out
+    assert "[tuner0] trial 0:" not in out and "[tuner0] trial 1:" in out
+    assert [os.path.basename(c[2]) for c in calls] == ["trial_0", "trial_1"]
+    summary = again.write_results()
+    assert [(r.trial_id, r.status) for r in summary.records] == [
+        ("0", "COMPLETED"),
+        ("1", "COMPLETED"),
+    ]
+
+
 def test_kill_between_trial_file_and_oracle_file_does_not_rerun_the_trial(
     tiny_config, tiny_dataset, tmp_path, monkeypatch, capsys
 ):
@@ -200,18 +217,7 @@ def test_kill_between_trial_file_and_oracle_file_does_not_rerun_the_trial(
     assert len(calls) == 1
     monkeypatch.setattr(oracles.AtomicStateFiles, "_save_trial", save_trial)
 
-    capsys.readouterr()
-    again = build_tuner(tiny_config, directory, "id")
-    assert "resuming the search in" in capsys.readouterr().out
-    again.search(prepared, verbose=1)
-    out = capsys.readouterr().out
-    assert "[tuner0] trial 0:" not in out and "[tuner0] trial 1:" in out
-    assert [os.path.basename(c[2]) for c in calls] == ["trial_0", "trial_1"]
-    summary = again.write_results()
-    assert [(r.trial_id, r.status) for r in summary.records] == [
-        ("0", "COMPLETED"),
-        ("1", "COMPLETED"),
-    ]
+    _resume_runs_trial_1_only(tiny_config, directory, prepared, calls, capsys, "resuming the search in")
 
 
 def test_kill_between_new_trial_file_and_oracle_file_runs_the_trial_on_resume(
@@ -243,15 +249,6 @@ def test_kill_between_new_trial_file_and_oracle_file_runs_the_trial_on_resume(
     assert len(calls) == 1
     monkeypatch.setattr(oracles.AtomicStateFiles, "_save_trial", save_trial)
 
-    capsys.readouterr()
-    again = build_tuner(tiny_config, directory, "id")
-    assert "interrupted trial(s) ['1'] resume" in capsys.readouterr().out
-    again.search(prepared, verbose=1)
-    out = capsys.readouterr().out
-    assert "[tuner0] trial 0:" not in out and "[tuner0] trial 1:" in out
-    assert [os.path.basename(c[2]) for c in calls] == ["trial_0", "trial_1"]
-    summary = again.write_results()
-    assert [(r.trial_id, r.status) for r in summary.records] == [
-        ("0", "COMPLETED"),
-        ("1", "COMPLETED"),
-    ]
+    _resume_runs_trial_1_only(
+        tiny_config, directory, prepared, calls, capsys, "interrupted trial(s) ['1'] resume"
+    )

@@ -78,11 +78,16 @@ class Catalog:
     def pad_histories(self, histories: Sequence[np.ndarray], length: int) -> np.ndarray:
         """[n, length] int32 catalog indices of the last ``length`` items, -1 padded on the left."""
         out = np.full((len(histories), length), -1, dtype=np.int32)
-        for row, hist in enumerate(histories):
-            idx = self.item_index(np.asarray(hist)[-length:])
-            idx = idx[idx >= 0]
-            if len(idx):
-                out[row, -len(idx) :] = idx
+        tails = [np.asarray(hist, dtype=object)[-length:] for hist in histories]
+        if not tails:
+            return out
+        # one lookup for all rows (a lookup per row rebuilt the index every time)
+        sizes = np.fromiter((len(t) for t in tails), np.int64, len(tails))
+        idx = self.item_index(np.concatenate(tails)) if sizes.sum() else np.zeros(0, np.int64)
+        for row, part in enumerate(np.split(idx, np.cumsum(sizes)[:-1])):
+            part = part[part >= 0]
+            if len(part):
+                out[row, -len(part) :] = part
         return out
 
 

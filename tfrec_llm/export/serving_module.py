@@ -59,21 +59,11 @@ import tensorflow as tf
 from tfrec_llm.config import TextConfig
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.errors import ConfigError
+from tfrec_llm.export.signatures import _NO_IDS, HISTORY_INPUTS, top_k_function
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.models.scorer import prior_bias
 from tfrec_llm.text.encoder import TextEncoder
 
-_NO_IDS = tf.zeros([0, 0], tf.string)
-_NO_TEXT = tf.zeros([0], tf.string)
-
-HISTORY_INPUTS = (
-    tf.TensorSpec([None], tf.string, name="user_id"),
-    tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
-    tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
-)
-"""The inputs every request signature starts with (``query_embedding`` has these alone)."""
-REQUEST_INPUTS = (*HISTORY_INPUTS, tf.TensorSpec([], tf.int32, name="k"))
-"""The inputs of a top-K signature (retrieval ``serving_default``, two-stage ``recommend``)."""
 _K_MESSAGE = "k must be >= 1 (the number of items to return per user)"
 
 
@@ -163,30 +153,7 @@ class RetrievalModule(tf.Module):
             np.concatenate([[0], np.cumsum(lengths)]), trainable=False, name="seen_splits"
         )
 
-        default_k_tensor = tf.constant(default_k, tf.int32)
-
-        @tf.function(input_signature=list(REQUEST_INPUTS))
-        def serve(
-            user_id: tf.Tensor,
-            recent_item_ids: tf.Tensor = _NO_IDS,
-            exclude_item_ids: tf.Tensor = _NO_IDS,
-            k: tf.Tensor = default_k_tensor,
-        ) -> dict[str, tf.Tensor]:
-            return self._recommend(user_id, recent_item_ids, exclude_item_ids, k)
-
-        if text_encoder is not None:  # the same signature plus the optional user_text
-
-            @tf.function(
-                input_signature=[*REQUEST_INPUTS, tf.TensorSpec([None], tf.string, name="user_text")]
-            )
-            def serve(  # noqa: F811
-                user_id: tf.Tensor,
-                recent_item_ids: tf.Tensor = _NO_IDS,
-                exclude_item_ids: tf.Tensor = _NO_IDS,
-                k: tf.Tensor = default_k_tensor,
-                user_text: tf.Tensor = _NO_TEXT,
-            ) -> dict[str, tf.Tensor]:
-                return self._recommend(user_id, recent_item_ids, exclude_item_ids, k, user_text)
+        serve = top_k_function(self._recommend, default_k, user_text=text_encoder is not None)
 
         @tf.function(input_signature=list(HISTORY_INPUTS))
         def query_embedding(

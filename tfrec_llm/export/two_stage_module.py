@@ -43,7 +43,8 @@ import tensorflow as tf
 
 from tfrec_llm.data.catalog import Catalog
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.export.serving_module import _NO_IDS, _NO_TEXT, REQUEST_INPUTS, RetrievalModule
+from tfrec_llm.export.serving_module import RetrievalModule
+from tfrec_llm.export.signatures import _NO_IDS, _NO_TEXT, USER_TEXT_INPUT, top_k_function
 from tfrec_llm.models.ranking import RankingModel
 from tfrec_llm.models.retrieval import TwoTowerModel
 from tfrec_llm.text.encoder import TextEncoder
@@ -103,17 +104,8 @@ class TwoStageModule(tf.Module):
         self.num_candidates = min(int(num_candidates), catalog.num_items)
         self.max_k = min(int(max_k), self.num_candidates)
         self.default_k = default_k
-        default_k_tensor = tf.constant(default_k, tf.int32)
-
-        @tf.function(input_signature=list(REQUEST_INPUTS))
-        def recommend(
-            user_id: tf.Tensor,
-            recent_item_ids: tf.Tensor = _NO_IDS,
-            exclude_item_ids: tf.Tensor = _NO_IDS,
-            k: tf.Tensor = default_k_tensor,
-        ) -> dict[str, tf.Tensor]:
-            return self._recommend(user_id, recent_item_ids, exclude_item_ids, k)
-
+        with_text = text_encoder is not None
+        recommend = top_k_function(self._recommend, default_k, user_text=with_text)
         score_inputs = [
             tf.TensorSpec([None], tf.string, name="user_id"),
             tf.TensorSpec([None, None], tf.string, name="item_ids"),
@@ -124,20 +116,9 @@ class TwoStageModule(tf.Module):
         def score(user_id: tf.Tensor, item_ids: tf.Tensor, recent_item_ids: tf.Tensor = _NO_IDS) -> dict:
             return {"scores": self._score(user_id, item_ids, recent_item_ids)}
 
-        if text_encoder is not None:  # the same signatures plus the optional user_text
-            text_input = tf.TensorSpec([None], tf.string, name="user_text")
+        if with_text:  # the same signature plus the optional user_text
 
-            @tf.function(input_signature=[*REQUEST_INPUTS, text_input])
-            def recommend(  # noqa: F811
-                user_id: tf.Tensor,
-                recent_item_ids: tf.Tensor = _NO_IDS,
-                exclude_item_ids: tf.Tensor = _NO_IDS,
-                k: tf.Tensor = default_k_tensor,
-                user_text: tf.Tensor = _NO_TEXT,
-            ) -> dict[str, tf.Tensor]:
-                return self._recommend(user_id, recent_item_ids, exclude_item_ids, k, user_text)
-
-            @tf.function(input_signature=[*score_inputs, text_input])
+            @tf.function(input_signature=[*score_inputs, USER_TEXT_INPUT])
             def score(  # noqa: F811
                 user_id: tf.Tensor,
                 item_ids: tf.Tensor,

@@ -8,6 +8,7 @@ half-written version and a failed export leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -19,6 +20,24 @@ import tensorflow as tf
 from tfrec_llm.errors import ExportError
 
 logger = logging.getLogger(__name__)
+
+
+def _without_keras_traces() -> contextlib.AbstractContextManager[None]:
+    """Saves without tf-keras's own traces of every layer's ``call`` (``save_traces=False``).
+
+    A serving module holds Keras layers (the query tower, BERT), and tf-keras traces each of
+    them into the SavedModel for Keras's own reloading, which nothing here uses: the served
+    graph is the module's signatures, and weights reload through ``load_weights``. Those traces
+    were about half of every export's time (BERT has ~100 layers). tf-keras exposes the switch
+    only as ``keras.saving.save_model(..., save_traces=False)`` for Keras models; for a
+    ``tf.Module`` its option scope is the way, and without it (another tf-keras) saving simply
+    keeps the traces.
+    """
+    try:
+        from tf_keras.src.saving.legacy.saved_model import utils as keras_saved_model_utils
+    except ImportError:  # pragma: no cover - another tf-keras layout: save as before
+        return contextlib.nullcontext()
+    return keras_saved_model_utils.keras_option_scope(save_traces=False, in_tf_saved_model_scope=True)
 
 
 def next_version(model_base: str) -> int:
@@ -62,7 +81,8 @@ def write_saved_model(
     tmp = os.path.join(model_base, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tf.saved_model.save(module, tmp, signatures=dict(signatures))
+        with _without_keras_traces():
+            tf.saved_model.save(module, tmp, signatures=dict(signatures))
         if before_publish is not None:
             before_publish(tmp)
         os.rename(tmp, final)

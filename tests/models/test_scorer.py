@@ -54,3 +54,21 @@ def test_traced_queries_read_user_texts():
     )
     dense = np.stack([vectors[0], np.zeros(model.user_text_dim, np.float32), vectors[1]])
     np.testing.assert_allclose(got, _eager(model, catalog, users, histories, dense), rtol=1e-5, atol=1e-6)
+
+
+def test_a_scored_model_is_freed_with_its_trace():
+    # the trace belongs to the model (a tf.function method), so scoring many models (a tuning
+    # search, a test session) keeps none of them alive
+    import gc
+    import weakref
+
+    dataset = make_clustered_dataset()
+    refs = []
+    for _ in range(3):
+        small = make_small_two_tower(dataset, history_encoder="gru")
+        scorer = TwoTowerScorer(small.model, small.catalog)
+        scorer.query_embeddings(np.array(["1"], dtype=object), [[small.catalog.item_ids[0]]])
+        refs.append(weakref.ref(small.model))
+        del scorer, small
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]

@@ -207,6 +207,15 @@ class TwoTowerModel(tfrs.Model):
             user, history, self.embed_items(history, training), training, user_text
         )
 
+    @tf.function(reduce_retracing=True)
+    def inference_query_embedding(
+        self, user: tf.Tensor, history: tf.Tensor, user_text: tf.Tensor | None = None
+    ) -> tf.Tensor:
+        """`query_embedding` in inference mode as one traced graph (this model's own, reused
+        as its weights change): run eagerly, a recurrent encoder dispatches every op of every
+        step from Python (a GRU over 100 items: 3 s for ML-100K's users, 0.3 s traced)."""
+        return self.query_embedding(user, history, training=False, user_text=user_text)
+
     def recent_titles_text(self, history: tf.Tensor, per_position: bool = False) -> tf.Tensor:
         """The synthetic user text of training: the items' own text vectors, last few items averaged.
 

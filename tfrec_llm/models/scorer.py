@@ -27,20 +27,6 @@ def prior_bias(catalog: Catalog, beta: float, temperature: float) -> np.ndarray 
     return (temperature * beta * np.log1p(counts)).astype(np.float32)
 
 
-@tf.function(reduce_retracing=True)
-def _query_embedding(
-    model: TwoTowerModel, users: tf.Tensor, histories: tf.Tensor, user_text: tf.Tensor | None
-) -> tf.Tensor:
-    """``model.query_embedding`` in inference mode, as one graph.
-
-    Run eagerly, the recurrent encoders dispatch every op of every time step from Python
-    (a GRU over 100 items: ~10,000 calls, 3 s for ML-100K's 943 users); traced once per model
-    object (TensorFlow keys the trace on it, weakly) and reused while its weights change, e.g.
-    by the validation of every epoch.
-    """
-    return model.query_embedding(users, histories, training=False, user_text=user_text)
-
-
 class TwoTowerScorer:
     """Scores every catalog item for users given their histories, with a fixed model snapshot.
 
@@ -97,8 +83,8 @@ class TwoTowerScorer:
             rows = slice(i, i + self.batch_size)
             text = None if texts is None else tf.constant(texts[rows])
             out.append(
-                _query_embedding(
-                    self.model, tf.constant(users[rows]), tf.constant(padded[rows]), text
+                self.model.inference_query_embedding(
+                    tf.constant(users[rows]), tf.constant(padded[rows]), text
                 ).numpy()
             )
         return np.concatenate(out) if out else np.zeros((0, self.candidates.shape[1]), np.float32)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -137,3 +139,21 @@ def test_when_an_index_is_wanted_and_bad_settings():
         build_index(np.full((4, 2), np.nan, np.float32), ["a", "b", "c", "d"], 1, "flat")
     assert index_folder("exports", 12) == os.path.join("exports", "retrieval_ann", "12")
     assert ann_index.default_nlist(1_000_000) == 1000 and ann_index.default_nlist(100) == 2
+
+
+def test_without_faiss_every_index_step_names_the_extra(tmp_path, monkeypatch):
+    """faiss is optional (extra ``ann``): without it, building, saving or loading an index is an
+    ExportError naming the install command, raised before anything is written."""
+    items, _ = _clustered(per=5)
+    ann = build_index(items, [str(i) for i in range(len(items))], 3, "flat")
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
+    wanted = re.escape(
+        "the ANN index (export.ann) needs faiss, which is not installed: pip install 'tfrec_llm[ann]'"
+    )
+    with pytest.raises(ExportError, match=wanted):
+        build_index(items, [str(i) for i in range(len(items))], 3, "flat")
+    with pytest.raises(ExportError, match=wanted):
+        save_index(ann, str(tmp_path))
+    assert not os.path.exists(tmp_path / "retrieval_ann")
+    with pytest.raises(ExportError, match=wanted):
+        load_index(str(tmp_path / "retrieval_ann" / "3"))

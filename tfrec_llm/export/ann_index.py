@@ -52,6 +52,23 @@ INDEX_FILE, IDS_FILE, META_FILE = "index.faiss", "item_ids.npy", "meta.json"
 MODES = ("auto", "off", "on")
 INDEX_TYPES = ("flat", "ivf_flat", "hnsw")
 _TRAIN_POINTS_PER_LIST = 64  # k-means sample: nlist * this many points (faiss warns below 39)
+INSTALL_HINT = "pip install 'tfrec_llm[ann]' (or faiss-cpu==1.15.*)"
+
+
+def _faiss() -> Any:
+    """The ``faiss`` module, an optional dependency (extra ``ann``).
+
+    Raises:
+        ExportError: faiss is not installed, naming the extra that brings it.
+    """
+    try:
+        import faiss
+    except ImportError as err:
+        raise ExportError(
+            f"the ANN index (export.ann) needs faiss, which is not installed: {INSTALL_HINT}; "
+            "or set export.ann=off to serve by brute force."
+        ) from err
+    return faiss
 
 
 @dataclasses.dataclass
@@ -150,9 +167,9 @@ def build_index(
     Raises:
         ConfigError: Unknown index type or bad parameters.
         ExportError: Embeddings that are empty, not 2-D, not finite, or that do not match
-            ``item_ids``.
+            ``item_ids``; faiss not installed.
     """
-    import faiss
+    faiss = _faiss()
 
     if index_type not in INDEX_TYPES:
         raise ConfigError(f"export.ann_index={index_type!r}; expected one of {', '.join(INDEX_TYPES)}.")
@@ -216,9 +233,10 @@ def save_index(ann: AnnIndex, export_dir: str) -> str:
     existing folder of the same version is replaced only once the new one is complete.
 
     Raises:
-        ExportError: If writing failed (the previous index, if any, is left as it was).
+        ExportError: If writing failed (the previous index, if any, is left as it was), or
+            faiss is not installed.
     """
-    import faiss
+    faiss = _faiss()
 
     final = index_folder(export_dir, ann.model_version)
     base = os.path.dirname(final)
@@ -252,10 +270,10 @@ def load_index(folder: str, model_version: int | None = None, dims: int | None =
         dims: The query embedding width (None = not checked).
 
     Raises:
-        ExportError: Missing or foreign files, or an index built for another model version or
-            embedding width.
+        ExportError: Missing or foreign files, an index built for another model version or
+            embedding width, or faiss not installed.
     """
-    import faiss
+    faiss = _faiss()
 
     meta_path = os.path.join(folder, META_FILE)
     try:

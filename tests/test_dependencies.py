@@ -4,8 +4,9 @@ The suite runs with the ``dev`` and ``bench`` extras, so a module that only an e
 (matplotlib did: ``tfrec-llm compare`` crashed after scoring in the main command's install)
 would pass every other test. Here each import in the package, function-level ones too, is
 mapped to its distribution and looked up in ``install_requires``; the few optional ones are
-listed below with the extra that brings them, and each of them is imported only where a
-missing module becomes a clear error (its own test).
+listed below with the extra that brings them. Where they are imported, a missing module is a
+clear error naming that extra (faiss: an ExportError, tested in tests/export/test_ann_index.py;
+implicit, imported by name in evaluation/factor_peers.py: an ImportError).
 """
 
 from __future__ import annotations

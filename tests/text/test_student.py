@@ -17,10 +17,10 @@ import tensorflow as tf
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.export.exporter import export_item_encoder
+from tfrec_llm.text.distillation import distill
 from tfrec_llm.text.student import (
     StudentEncoder,
     StudentTextEncoder,
-    distill,
     load_student,
     load_student_text_encoder,
     tokenize_for_student,

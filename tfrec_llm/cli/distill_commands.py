@@ -5,6 +5,10 @@ texts alone and goes to ``<train.model_dir>/student``; ``--set export.item_encod
 then makes ``tfrec-llm export`` serve it as ``item_encoder``. Only this command trains it: it
 reuses a finished student with the same settings, resumes a killed one, and with other
 settings stops (nothing deleted) unless ``--retrain``.
+
+``--retrieval-weight W`` adds the retrieval term: the config's trained ``bert`` two-tower
+(``tfrec-llm train`` first; protocol ``eval.protocol``) stays frozen, and its TRAIN queries must
+retrieve each item from the student's text vector alone, as a cold item.
 """
 
 from __future__ import annotations
@@ -39,6 +43,18 @@ def add_subcommands(subparsers: Any) -> None:
     )
     p.add_argument("--token-dropout", type=float, default=0.1, help="token dropout (default 0.1)")
     p.add_argument(
+        "--retrieval-weight",
+        type=float,
+        default=0.0,
+        help="weight of the retrieval term read from the trained bert two-tower (default 0: off)",
+    )
+    p.add_argument(
+        "--retrieval-pairs",
+        type=int,
+        default=50_000,
+        help="TRAIN (history, next item) pairs drawn for the retrieval term (default 50000)",
+    )
+    p.add_argument(
         "--retrain",
         action="store_true",
         help="move an existing student aside (<dir>.bak-<time>) and train again",
@@ -49,16 +65,26 @@ def add_subcommands(subparsers: Any) -> None:
 def distill(args: argparse.Namespace) -> int:
     """``tfrec-llm distill``."""
     from tfrec_llm.experiments.distill import StudentSettings, distill_student, student_dir
+    from tfrec_llm.experiments.prepare import prepare
+    from tfrec_llm.experiments.runs import load_or_train
 
     cfg = options.config_from_args(args)
+    prepared = prepare(cfg)
+    frozen = None
+    if args.retrieval_weight > 0:  # read-only: a missing model is an error, never trained here
+        frozen, _ = load_or_train(cfg, prepared, "bert", if_missing="error", verbose=0)
     settings = StudentSettings(
         embedding_dim=args.embedding_dim,
         num_layers=args.num_layers,
         epochs=args.epochs,
         contrastive_weight=args.contrastive_weight,
         token_dropout=args.token_dropout,
+        retrieval_weight=args.retrieval_weight,
+        retrieval_pairs=args.retrieval_pairs,
     )
-    _, metadata = distill_student(cfg, settings, retrain=args.retrain, verbose=options.keras_verbosity(args))
+    _, metadata = distill_student(
+        cfg, settings, prepared, retrain=args.retrain, verbose=options.keras_verbosity(args), frozen=frozen
+    )
     result = metadata.get("result") or {}
     print(
         f"student in {student_dir(cfg)}: mean cosine to the teacher {result.get('mean_cosine', 'n/a')}"

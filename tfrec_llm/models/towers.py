@@ -229,11 +229,36 @@ class ItemTower(keras.Model):
             parts.append(self.id_embedding(vocab_index))
         if self.use_text:
             parts.append(self.text_part(safe, training))
-        if self._with_categories:
-            parts.append(self.category_projection(tf.gather(self.category_table, safe)))
-        fused = self.fusion(tf.concat(parts, axis=-1)) if self.fusion is not None else parts[0]
-        out = tf.math.l2_normalize(fused, axis=-1) if self.normalize else fused
+        out = self._fuse(parts, safe)
         return tf.reshape(out, tf.concat([shape, [self.embedding_dim]], axis=0))
+
+    def embed_text_vectors(self, items: tf.Tensor, text_vectors: tf.Tensor) -> tf.Tensor:
+        """[n] catalog indices + [n, text_dim] text vectors -> [n, embedding_dim], as cold items.
+
+        The tower's output (inference mode) with each item's text vector replaced by the given
+        one and its id by the OOV row, as for an item never seen in training: what a student
+        text encoder's vectors give through this tower (its retrieval term; gradients flow to
+        ``text_vectors``). Categories come from the tower's table.
+
+        Raises:
+            ConfigError: The tower has no frozen text table (no text, or a fine-tuned encoder).
+        """
+        if not self.use_text or self.text_encoder is not None:
+            raise ConfigError("ItemTower.embed_text_vectors needs use_text with a frozen text table")
+        items = tf.maximum(tf.cast(items, tf.int32), 0)
+        text = tf.cast(text_vectors, tf.float32)
+        parts = []
+        if self.use_ids:
+            parts.append(self.id_embedding(tf.zeros_like(items)))
+        parts.append(self.text_projection(self.whitening(text) if self.whitening is not None else text))
+        return self._fuse(parts, items)
+
+    def _fuse(self, parts: list[tf.Tensor], items: tf.Tensor) -> tf.Tensor:
+        """Adds the category part of ``items`` to ``parts``, fuses and (optionally) normalises."""
+        if self._with_categories:
+            parts = [*parts, self.category_projection(tf.gather(self.category_table, items))]
+        fused = self.fusion(tf.concat(parts, axis=-1)) if self.fusion is not None else parts[0]
+        return tf.math.l2_normalize(fused, axis=-1) if self.normalize else fused
 
     def text_part(self, items: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """[n] catalog indices (>= 0) -> [n, embedding_dim] projected text vectors (before fusion)."""

@@ -4,15 +4,13 @@ The student reads the teacher's WordPiece ids (same vocabulary and tokenizer as 
 MiniLM, so the exported model tokenizes in-graph with the same classic TF Text ops), averages
 its own token embeddings over the valid positions (an embedding bag, optionally after one or
 two narrow Transformer blocks), projects to the teacher's width and L2-normalises. It is
-trained on item TEXTS only, to reproduce the teacher's (precomputed) vectors: cosine loss,
-plus an optional in-batch contrastive term (each student vector must pick its own teacher
-vector among the batch's). No interaction is read, so distilling on the text of cold items is
-legitimate under protocol B, which hides only their interactions.
+trained (`tfrec_llm.text.distillation`) on item texts to reproduce the teacher's
+(precomputed) vectors, optionally with a retrieval term read from a frozen trained two-tower.
 
 Example:
     >>> student = StudentEncoder(vocab_size=30522, output_dim=384)
     >>> ids, mask = tokenize_for_student(model_path, texts, max_length=64)
-    >>> distill(student, ids, mask, teacher_vectors, "runs/x/student", epochs=30)
+    >>> distill(student, ids, mask, teacher_vectors, "runs/x/student", epochs=30)  # .distillation
     >>> StudentTextEncoder(student, model_path, max_length=64)(tf.constant(texts)).shape
 """
 
@@ -26,7 +24,6 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfrec_llm.atomic_io import write_json
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.text.pooling import masked_mean
 from tfrec_llm.text.tokenizer import load_tokenizer, validate_max_length
@@ -205,124 +202,14 @@ def tokenize_for_student(
     return ids, mask
 
 
-def distillation_loss(contrastive_weight: float = 0.0, temperature: float = 0.05):  # type: ignore[no-untyped-def]
-    """Keras loss ``(teacher, student) -> mean(1 - cosine) + w * in-batch softmax CE``.
-
-    The contrastive term scores each student vector against every teacher vector of the batch
-    and asks for its own (the ranking the retrieval model needs); ``w = 0`` leaves cosine only.
-    """
-
-    def loss(teacher: tf.Tensor, student: tf.Tensor) -> tf.Tensor:
-        teacher = tf.math.l2_normalize(tf.cast(teacher, tf.float32), axis=-1)
-        student = tf.math.l2_normalize(student, axis=-1)
-        value = tf.reduce_mean(1.0 - tf.reduce_sum(teacher * student, axis=-1))
-        if contrastive_weight:
-            logits = tf.matmul(student, teacher, transpose_b=True) / temperature
-            labels = tf.range(tf.shape(logits)[0])
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-            value += contrastive_weight * tf.reduce_mean(ce)
-        return value
-
-    return loss
-
-
-def _token_dropout(rate: float, seed: int):  # type: ignore[no-untyped-def]
-    """tf.data map: drops each valid token (not the first) with probability ``rate``."""
-
-    def drop(features: dict[str, tf.Tensor], target: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        mask = features["attention_mask"]
-        keep = tf.random.uniform(tf.shape(mask), seed=seed) >= rate
-        keep = tf.logical_or(keep, tf.range(tf.shape(mask)[-1]) == 0)
-        return {**features, "attention_mask": mask * tf.cast(keep, mask.dtype)}, target
-
-    return drop
-
-
-def _wrap(student: StudentEncoder) -> keras.Model:
-    """A functional model over ``student`` (inputs ``input_ids``, ``attention_mask``), for fit and weights."""
+def student_model(student: StudentEncoder) -> keras.Model:
+    """A functional model over ``student`` (inputs ``input_ids``, ``attention_mask``): its weights file."""
     ids_in = keras.Input([None], dtype=tf.int32, name="input_ids")
     mask_in = keras.Input([None], dtype=tf.int32, name="attention_mask")
     return keras.Model(
         {"input_ids": ids_in, "attention_mask": mask_in},
         student({"input_ids": ids_in, "attention_mask": mask_in}),
     )
-
-
-def distill(
-    student: StudentEncoder,
-    token_ids: np.ndarray,
-    attention_mask: np.ndarray,
-    teacher_vectors: np.ndarray,
-    out_dir: str,
-    *,
-    epochs: int = 30,
-    batch_size: int = 64,
-    learning_rate: float = 3e-3,
-    contrastive_weight: float = 0.0,
-    token_dropout: float = 0.1,
-    seed: int = 42,
-    verbose: int = 1,
-    extra_metadata: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Trains ``student`` to reproduce ``teacher_vectors`` and saves it in ``out_dir``.
-
-    Resumable (``BackupAndRestore`` in ``out_dir/backup``), with TensorBoard logs in
-    ``out_dir/logs`` and Keras' progress bar (``verbose=1``). Writes ``student_config.json``
-    (the layer config and ``extra_metadata``), ``student.weights.h5`` and ``result.json``.
-
-    Returns:
-        The result: epochs, final loss, mean cosine to the teacher, seconds.
-
-    Raises:
-        ConfigError: Rows of the inputs disagree, or a setting is out of range.
-    """
-    rows = len(token_ids)
-    if not (rows == len(attention_mask) == len(teacher_vectors)) or rows == 0:
-        raise ConfigError(
-            f"distill needs one teacher vector per text: {len(token_ids)} token rows, "
-            f"{len(attention_mask)} masks, {len(teacher_vectors)} teacher vectors (and at least one)."
-        )
-    if not 0.0 <= token_dropout < 1.0:
-        raise ConfigError(f"token_dropout={token_dropout!r} is invalid: expected a float in [0, 1).")
-    _positive("epochs", epochs)
-    _positive("batch_size", batch_size)
-    import time
-
-    keras.utils.set_random_seed(seed)
-    model = _wrap(student)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=distillation_loss(contrastive_weight))
-    features = {"input_ids": token_ids.astype(np.int32), "attention_mask": attention_mask.astype(np.int32)}
-    data = tf.data.Dataset.from_tensor_slices((features, np.asarray(teacher_vectors, np.float32)))
-    data = data.shuffle(rows, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    if token_dropout:
-        data = data.map(_token_dropout(token_dropout, seed))
-    os.makedirs(out_dir, exist_ok=True)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup")),
-        keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"), write_graph=False),
-    ]
-    start = time.perf_counter()
-    history = model.fit(data.prefetch(2), epochs=epochs, callbacks=callbacks, verbose=verbose)
-    seconds = time.perf_counter() - start
-    vectors = student.encode_tokens(features["input_ids"], features["attention_mask"]).numpy()
-    teacher = np.asarray(teacher_vectors, np.float32)
-    teacher = teacher / np.maximum(np.linalg.norm(teacher, axis=1, keepdims=True), 1e-12)
-    result = {
-        "epochs": epochs,
-        "loss": float(history.history["loss"][-1]) if history.history.get("loss") else None,
-        "mean_cosine": float(np.mean(np.sum(vectors * teacher, axis=1))),
-        "seconds": round(seconds, 2),
-        "texts": rows,
-        "contrastive_weight": contrastive_weight,
-        "token_dropout": token_dropout,
-    }
-    model.save_weights(os.path.join(out_dir, STUDENT_WEIGHTS))
-    write_json(
-        os.path.join(out_dir, STUDENT_CONFIG),
-        {"layer": student.get_config(), **(extra_metadata or {})},
-    )
-    write_json(os.path.join(out_dir, STUDENT_RESULT), result)
-    return result
 
 
 def is_trained(out_dir: str) -> bool:
@@ -346,7 +233,7 @@ def load_student(out_dir: str) -> tuple[StudentEncoder, dict[str, Any]]:
     with open(os.path.join(out_dir, STUDENT_CONFIG), encoding="utf-8") as handle:
         metadata = json.load(handle)
     student = StudentEncoder.from_config(metadata["layer"])
-    _wrap(student).load_weights(os.path.join(out_dir, STUDENT_WEIGHTS))
+    student_model(student).load_weights(os.path.join(out_dir, STUDENT_WEIGHTS))
     return student, metadata
 
 

@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student-epochs", type=int, default=40)
     parser.add_argument("--embedding-dim", type=int, default=128)
     parser.add_argument("--num-layers", type=int, default=0)
+    parser.add_argument(
+        "--retrieval-weight",
+        type=float,
+        default=0.1,
+        help="weight of the third column's retrieval term (frozen teacher two-tower; 0 = no third column)",
+    )
     parser.add_argument("--speed-repeats", type=int, default=3, help="timed passes (median)")
     parser.add_argument("--quiet", action="store_true")
 
@@ -100,6 +106,33 @@ def _speed_and_size(cfg: Any, student_text: Any, texts: list[str], repeats: int)
     return out
 
 
+def _vectors(encoder: Any, texts: list[str]) -> Any:
+    """[len(texts), dim] vectors of ``encoder`` (raw strings in), 256 texts a call."""
+    import numpy as np
+
+    return np.concatenate(
+        [encoder(np.asarray(texts[i : i + 256], dtype=object)).numpy() for i in range(0, len(texts), 256)]
+    )
+
+
+def _swapped(model: Any, table: Any, catalog: Any, split: Any) -> dict[str, float]:
+    """Protocol B metrics of the teacher-trained ``model`` with its text table replaced by ``table``.
+
+    What serving a student ``item_encoder`` beside the teacher's retrieval model gives (no
+    retraining); the model's own table is put back afterwards.
+    """
+    from tfrec_llm.evaluation.protocols import evaluate
+    from tfrec_llm.models.scorer import TwoTowerScorer
+
+    text_table = model.item_tower.text_table
+    own = text_table.numpy()
+    text_table.assign(table)
+    try:
+        return evaluate(TwoTowerScorer(model, catalog), split.test, split.item_ids, ks=(10,))
+    finally:
+        text_table.assign(own)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Distills, trains both two-tower models, evaluates and measures; returns the record."""
     import numpy as np
@@ -129,96 +162,124 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         meta["result"] = {**json.loads(Path(result_path).read_text(encoding="utf-8")), "reused": True}
     student_text = StudentTextEncoder(student, text_model_path(cfg.text), cfg.text.max_length)
     texts = list(prepared.item_texts)
-    student_vectors = np.concatenate(
-        [
-            student_text(np.asarray(texts[i : i + 256], dtype=object)).numpy()
-            for i in range(0, len(texts), 256)
-        ]
-    )
     teacher_vectors = prepared.text_embeddings
+    student_vectors = _vectors(student_text, texts)
     cosine = float(np.mean(np.sum(student_vectors * teacher_vectors, axis=1)))
-    variants = {
-        "teacher": prepared,
-        "student": dataclasses.replace(prepared, text_embeddings=student_vectors),
-    }
     split = prepared.split
+    teacher_model, _ = load_or_train(
+        cfg, prepared, "bert", os.path.join(args.model_dir, PROTOCOL, "bert-teacher"), verbose=verbose
+    )
+    vectors = {"teacher": teacher_vectors, "student": student_vectors}
+    retrieval_meta = None
+    if args.retrieval_weight > 0:  # the frozen teacher two-tower was trained on B's TRAIN only
+        settings_r = dataclasses.replace(settings, retrieval_weight=args.retrieval_weight)
+        student_r, retrieval_meta = distill_student(
+            cfg, settings_r, prepared, os.path.join(args.model_dir, "student-retrieval"),
+            verbose=verbose, frozen=teacher_model,
+        )  # fmt: skip
+        if "result" not in retrieval_meta:  # reused: the result of the run that trained it
+            result_path = os.path.join(args.model_dir, "student-retrieval", "result.json")
+            retrieval_meta["result"] = json.loads(Path(result_path).read_text(encoding="utf-8"))
+        vectors["student_retrieval"] = _vectors(
+            StudentTextEncoder(student_r, text_model_path(cfg.text), cfg.text.max_length), texts
+        )
     rows: dict[str, Any] = {}
-    for name, data in variants.items():
-        directory = os.path.join(args.model_dir, PROTOCOL, f"bert-{name}")
+    for name, table in vectors.items():
+        data = dataclasses.replace(prepared, text_embeddings=table)
+        directory = os.path.join(args.model_dir, PROTOCOL, f"bert-{name.replace('_', '-')}")
         model, info = load_or_train(cfg, data, "bert", directory, verbose=verbose)
         scorer = TwoTowerScorer(model, data.catalog, name=f"TwoTower-BERT ({name} vectors)")
-        two_tower = evaluate(scorer, split.test, split.item_ids, ks=(10,))
-        knn = evaluate(
-            TextKNNScorer(split, data.text_embeddings, f"TextKNN ({name})"),
-            split.test,
-            split.item_ids,
-            ks=(10,),
-        )
         rows[name] = {
-            "two_tower": two_tower,
-            "text_knn": knn,
+            "two_tower": evaluate(scorer, split.test, split.item_ids, ks=(10,)),
+            "frozen_teacher_model": _swapped(teacher_model, table, data.catalog, split),
+            "text_knn": evaluate(
+                TextKNNScorer(split, table, f"TextKNN ({name})"), split.test, split.item_ids, ks=(10,)
+            ),
             "train_seconds": info.get("train_seconds"),
             "best_epoch": info.get("best_epoch"),
+            "mean_cosine_to_teacher": float(np.mean(np.sum(table * teacher_vectors, axis=1))),
         }
     speed = _speed_and_size(cfg, student_text, texts, args.speed_repeats)
-    for name in rows:
-        rows[name].update(speed[name])
+    for name in rows:  # the two students share one architecture, so one speed
+        rows[name].update(speed["teacher" if name == "teacher" else "student"])
     return {
         "protocol": PROTOCOL,
         "texts": len(texts),
         "student_settings": dataclasses.asdict(settings),
         "distill": {**meta.get("result", {}), "wall_seconds": round(distill_seconds, 1)},
         "mean_cosine_to_teacher": cosine,
+        "retrieval_weight": args.retrieval_weight,
+        "retrieval_distill": (retrieval_meta or {}).get("result"),
         "rows": rows,
     }
+
+
+COLUMNS = (
+    ("teacher", "teacher (MiniLM)"),
+    ("student", "student"),
+    ("student_retrieval", "student + retrieval term"),
+)
 
 
 def render(record: dict[str, Any], meta: dict[str, Any]) -> str:
     """The Markdown report."""
     rows = record["rows"]
-    t, s = rows["teacher"], rows["student"]
+    columns = [(key, label) for key, label in COLUMNS if key in rows]
+    teacher = rows["teacher"]
 
-    def ratio(a: float, b: float) -> str:
-        return f"{a / b:.3f}" if b else "n/a"
+    def cells(value: Any, fmt: str) -> str:
+        parts = []
+        for key, _ in columns:
+            own = value(rows[key])
+            ratio = "" if key == "teacher" else f" ({own / value(teacher):.3f}x)" if value(teacher) else ""
+            parts.append(f"{own:{fmt}}{ratio}")
+        return " | ".join(parts)
 
+    retrieval = record.get("retrieval_distill") or {}
     lines = [
         f"# Student item encoder vs BERT teacher, protocol B ({meta['date']})",
         "",
-        f"- Machine: {meta['machine']}; {meta['load']}. The machine was shared with about 6 other jobs, "
-        "so every time and rate is pessimistic; compare the two columns, measured in the same run.",
+        f"- Machine: {meta['machine']}; {meta['load']}.",
         f"- Command: `{meta['command']}` ({meta['wall_seconds']:.0f} s wall)",
         f"- Student: {json.dumps(record['student_settings'])}; distilled on the {record['texts']} item "
-        "texts only (teacher-matching cosine loss, no retrieval term: contrastive_weight 0), "
-        "cold items' text included: protocol B hides only their interactions. "
-        f"Mean cosine to the teacher: {record['mean_cosine_to_teacher']:.4f}.",
-        "- Two-tower: the config's `bert` variant, same config and seed, trained once on teacher "
-        "vectors and once with every item's text vector replaced by the student's.",
+        "texts (teacher-matching cosine loss), cold items' text included: protocol B hides only "
+        "their interactions.",
+        "- Student + retrieval term: the same, plus the retrieval term (weight "
+        f"{record.get('retrieval_weight')}, {retrieval.get('retrieval_pairs')} TRAIN pairs): the frozen "
+        "teacher-vector two-tower (trained on protocol B's TRAIN only, the first column's model) must "
+        "retrieve each next item from its student vector alone, its id replaced by the unknown row.",
+        "- Retrained two-tower: the config's `bert` variant, same config and seed, trained on each "
+        "column's item text vectors. Frozen teacher model: the first column's trained model with "
+        "its text table replaced by the column's vectors, no retraining (a student item_encoder "
+        "served beside the teacher's retrieval model).",
         "- texts/s: all item texts, batches of 128, raw strings in (in-graph classic TF Text "
-        "tokenizer included), the item_encoder serving module; median of the timed passes.",
+        "tokenizer included), the item_encoder serving module; median of the timed passes. Both "
+        "students share one architecture, measured once.",
         "",
-        "| | teacher (MiniLM) | student | student / teacher |",
-        "|---|---|---|---|",
+        "| | " + " | ".join(label for _, label in columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
-    for label, key in (
-        ("TwoTower-BERT B recall@10", "two_tower"),
-        ("TextKNN (content peer) B recall@10", "text_knn"),
+    for label, part, metric in (
+        ("Retrained two-tower, B recall@10", "two_tower", "recall@10"),
+        ("Retrained two-tower, B ndcg@10", "two_tower", "ndcg@10"),
+        ("Frozen teacher model, B recall@10", "frozen_teacher_model", "recall@10"),
+        ("TextKNN (content peer), B recall@10", "text_knn", "recall@10"),
+        ("TextKNN, B ndcg@10", "text_knn", "ndcg@10"),
     ):
-        a, b = t[key]["recall@10"], s[key]["recall@10"]
-        lines.append(f"| {label} | {a:.4f} | {b:.4f} | {ratio(b, a)} |")
-    for label, key in (("TwoTower-BERT B ndcg@10", "two_tower"), ("TextKNN B ndcg@10", "text_knn")):
-        a, b = t[key]["ndcg@10"], s[key]["ndcg@10"]
-        lines.append(f"| {label} | {a:.4f} | {b:.4f} | {ratio(b, a)} |")
-    a, b = t["texts_per_s_served"], s["texts_per_s_served"]
-    lines.append(f"| texts/s (served graph) | {a:.0f} | {b:.0f} | {ratio(b, a)} |")
-    lines.append(f"| parameters | {t['params']:,} | {s['params']:,} | {ratio(s['params'], t['params'])} |")
-    a, b = t["saved_model_mib"], s["saved_model_mib"]
-    lines.append(f"| item_encoder SavedModel MiB | {a:.1f} | {b:.1f} | {ratio(b, a)} |")
+        lines.append(f"| {label} | " + cells(lambda r, p=part, m=metric: r[p][m], ".4f") + " |")
+    lines.append(
+        "| mean cosine to the teacher | " + cells(lambda r: r["mean_cosine_to_teacher"], ".4f") + " |"
+    )
+    lines.append("| texts/s (served graph) | " + cells(lambda r: r["texts_per_s_served"], ".0f") + " |")
+    lines.append("| parameters | " + cells(lambda r: r["params"], ",") + " |")
+    lines.append("| item_encoder SavedModel MiB | " + cells(lambda r: r["saved_model_mib"], ".1f") + " |")
+    seconds = ", ".join(f"{key} {rows[key]['train_seconds']}" for key, _ in columns)
     lines += [
         "",
-        f"Teacher's offline length-sorted path (`encode_texts`): {t['texts_per_s_offline_sorted']:.0f} texts/s.",
-        f"Two-tower training seconds: teacher {t['train_seconds']}, student {s['train_seconds']}. "
-        f"Distillation: {record['distill'].get('seconds')} s"
-        + (" (in an earlier invocation; reused here)." if record["distill"].get("reused") else "."),
+        f"Teacher's offline length-sorted path (`encode_texts`): {teacher['texts_per_s_offline_sorted']:.0f} texts/s.",
+        f"Two-tower training seconds: {seconds}. Distillation: {record['distill'].get('seconds')} s"
+        + (" (in an earlier invocation; reused here)" if record["distill"].get("reused") else "")
+        + (f"; with the retrieval term {retrieval.get('seconds')} s." if retrieval else "."),
         "",
         "Targets (issue 10): student >= 95% of the teacher's protocol B Recall@10, at >= 5x its texts/s.",
     ]

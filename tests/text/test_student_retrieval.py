@@ -4,15 +4,17 @@ a student made with another frozen model is never reused."""
 
 from __future__ import annotations
 
+import os
 import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.text.distillation import RetrievalTerm, distill, retrieval_loss
-from tfrec_llm.text.student import StudentEncoder
+from tfrec_llm.text.student import StudentEncoder, is_trained
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -151,7 +153,60 @@ def test_distill_student_with_a_retrieval_term_needs_and_fingerprints_the_frozen
     _, again = distill_student(cfg, settings, prepared, out_dir, verbose=0, frozen=small.model)  # type: ignore[arg-type]
     assert "result" not in again  # same frozen model and pairs: reused
     other = small_two_tower(tiny_dataset, text_seed=7).model  # another frozen model
-    with pytest.raises(ConfigError, match="other retrieval_sha256"):
+    with pytest.raises(ConfigError, match="holds a student made with other retrieval_sha256"):
         distill_student(cfg, settings, prepared, out_dir, verbose=0, frozen=other)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="other retrieval_sha256"):
         distill_student(cfg, StudentSettings(embedding_dim=8, epochs=2), prepared, out_dir, verbose=0)  # type: ignore[arg-type]
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _InterruptAfterEpoch(keras.callbacks.Callback):  # type: ignore[misc]
+    """Runs after distill's own callbacks, so the epoch is checkpointed before it stops the run."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Interrupted
+
+
+class _Epochs(keras.callbacks.Callback):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+
+def test_an_interrupted_distillation_with_a_retrieval_term_resumes_after_the_last_epoch(tmp_path):
+    ids, mask = _token_rows(60, 6, 30, seed=4)
+    rng = np.random.default_rng(5)
+    teacher = _unit(rng.normal(size=(60, 8))).astype(np.float32)
+    pairs = np.arange(60, dtype=np.int32)
+    term = RetrievalTerm(_unit(rng.normal(size=(60, 8))).astype(np.float32), pairs, _identity, batch_size=16)
+    out_dir = str(tmp_path / "student")
+
+    def student() -> StudentEncoder:
+        return StudentEncoder(vocab_size=30, output_dim=8, embedding_dim=8, max_length=6)
+
+    with pytest.raises(_Interrupted):
+        distill(student(), ids, mask, teacher, out_dir, epochs=4, retrieval=term, verbose=0,
+                callbacks=[_InterruptAfterEpoch(1)])  # fmt: skip
+    assert os.listdir(os.path.join(out_dir, "backup")) and not is_trained(out_dir)
+    epochs = _Epochs()
+    result = distill(
+        student(), ids, mask, teacher, out_dir, epochs=4, retrieval=term, verbose=0, callbacks=[epochs]
+    )
+    assert epochs.seen == [2, 3]  # epochs 0 and 1 came from the backup
+    assert result["epochs"] == 4 and is_trained(out_dir)
+    assert not os.path.exists(os.path.join(out_dir, "backup", "chief"))
+
+
+def _identity(rows: tf.Tensor, vectors: tf.Tensor) -> tf.Tensor:
+    return tf.math.l2_normalize(vectors, axis=-1)

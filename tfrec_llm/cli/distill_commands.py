@@ -66,12 +66,14 @@ def distill(args: argparse.Namespace) -> int:
     """``tfrec-llm distill``."""
     from tfrec_llm.experiments.distill import StudentSettings, distill_student, student_dir
     from tfrec_llm.experiments.prepare import prepare
-    from tfrec_llm.experiments.runs import load_or_train
+    from tfrec_llm.experiments.runs import load_or_train, require_trained
 
     cfg = options.config_from_args(args)
+    if args.retrieval_weight > 0:  # the two-tower is only read: a missing one stops us before any work
+        require_trained(cfg, [(cfg.eval.protocol, "bert")], reader="distill")
     prepared = prepare(cfg)
     frozen = None
-    if args.retrieval_weight > 0:  # read-only: a missing model is an error, never trained here
+    if args.retrieval_weight > 0:
         frozen, _ = load_or_train(cfg, prepared, "bert", if_missing="error", verbose=0)
     settings = StudentSettings(
         embedding_dim=args.embedding_dim,

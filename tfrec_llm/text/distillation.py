@@ -217,6 +217,7 @@ def distill(
     seed: int = 42,
     verbose: int = 1,
     extra_metadata: dict[str, Any] | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> dict[str, Any]:
     """Trains ``student`` to reproduce ``teacher_vectors`` (and ``retrieval``) and saves it in ``out_dir``.
 
@@ -226,6 +227,7 @@ def distill(
 
     Args:
         retrieval: Optional frozen-recommender term; its ``items`` index rows of ``token_ids``.
+        callbacks: More Keras callbacks (after the backup and TensorBoard ones).
 
     Returns:
         The result: epochs, final losses, mean cosine to the teacher, seconds.
@@ -256,11 +258,13 @@ def distill(
         retrieval,
     )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    model({name: values[:1] for name, values in features.items()})  # built: BackupAndRestore needs it
     data = _training_data(features, teacher, batch_size, token_dropout, retrieval, seed)
     os.makedirs(out_dir, exist_ok=True)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup")),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"), write_graph=False),
+        *(callbacks or []),
     ]
     start = time.perf_counter()
     history = model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)

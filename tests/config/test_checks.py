@@ -86,7 +86,10 @@ def test_defaults_are_valid():
             {"model": {"objective": "foo"}},
             r"model.objective='foo'; expected one of \('interaction', 'next_item'\)\. See docs/sequence",
         ),
-        ({"model": {"loss": "foo"}}, r"model.loss='foo'; expected one of \('in_batch', 'full_softmax'\)\. "),
+        (
+            {"model": {"loss": "foo"}},
+            r"model.loss='foo'; expected one of \('in_batch', 'full_softmax', 'gbce'\)\. ",
+        ),
         ({"model": {"encoder_width": 0}}, r"model.encoder_width=0; expected an integer >= 1"),
         ({"model": {"encoder_blocks": 0}}, r"model.encoder_blocks=0; expected an integer >= 1"),
         ({"model": {"encoder_heads": 0}}, r"model.encoder_heads=0; expected an integer >= 1"),
@@ -100,6 +103,14 @@ def test_defaults_are_valid():
         ({"model": {"user_dropout": 1.0}}, r"model.user_dropout=1.0; expected in \[0, 1\)"),
         ({"model": {"future_weight": 1.5}}, r"model.future_weight=1.5; expected in \[0, 1\]\. The loss is"),
         ({"model": {"future_window": 0}}, r"model.future_window=0; expected an integer >= 1\. 1 = the next"),
+        (
+            {"model": {"gbce_negatives": 0}},
+            r"model.gbce_negatives=0; expected an integer >= 1\. gSASRec uses 256",
+        ),
+        (
+            {"model": {"gbce_t": 1.2}},
+            r"model.gbce_t=1.2; expected in \[0, 1\]\. 0 = plain binary cross-entropy",
+        ),
         (
             {"model": {"objective": "interaction", "future_window": 5}},
             r"model.future_window=5; expected 1 unless model.objective is next_item\. Only next_item",

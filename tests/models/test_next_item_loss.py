@@ -203,7 +203,9 @@ def test_objective_and_loss_errors():
         ConfigError, match=r"objective must be one of \('interaction', 'next_item'\), got 'foo'"
     ):
         _model(ENCODERS["gru"], objective="foo")
-    with pytest.raises(ConfigError, match=r"loss must be one of \('in_batch', 'full_softmax'\), got 'foo'"):
+    with pytest.raises(
+        ConfigError, match=r"loss must be one of \('in_batch', 'full_softmax', 'gbce'\), got 'foo'"
+    ):
         _model(ENCODERS["gru"], loss="foo")
 
 

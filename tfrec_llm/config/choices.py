@@ -122,8 +122,9 @@ OBJECTIVES = ("interaction", "next_item")
 """``model.objective`` values: one example per interaction (predict it from the items before
 it), or SASRec's windows in which every position predicts the next item."""
 
-LOSSES = ("in_batch", "full_softmax")
-"""``model.loss`` values: in-batch sampled softmax (logQ-corrected) or softmax over the catalog."""
+LOSSES = ("in_batch", "full_softmax", "gbce")
+"""``model.loss`` values: in-batch sampled softmax (logQ-corrected), softmax over the catalog, or
+gSASRec's generalised binary cross-entropy over uniformly sampled negatives."""
 
 BASELINES = ("Random", "MostPop")
 """``eval.baselines`` values."""

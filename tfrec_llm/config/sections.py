@@ -1,8 +1,7 @@
 """The sections of an experiment config: nested frozen dataclasses of plain data.
 
-A config is plain data (str, int, float, bool, tuples, nested dataclasses); building an
-`ExperimentConfig` validates every field (`tfrec_llm.config.checks`), so a bad value fails before
-any work starts. Load and dump them with `tfrec_llm.config.yaml_io`.
+A config is plain data; building an `ExperimentConfig` validates every field
+(`tfrec_llm.config.checks`), so a bad value fails before any work starts (`config.yaml_io` I/O).
 
 Example:
     >>> cfg = ExperimentConfig(train=TrainConfig(epochs=3))
@@ -106,8 +105,7 @@ class ModelConfig:
         logq_correction: Subtract log of the in-batch sampling probability of each candidate.
         remove_accidental_hits: Mask in-batch negatives that are the positive item itself.
         l2: L2 penalty on id embeddings.
-        id_dropout: Probability of zeroing an item's id embedding in training (teaches the
-            tower to fall back on text for new items).
+        id_dropout: Training probability of an item's id becoming the OOV row (text for new items).
         history_encoder: How the query tower reads the history: ``mean`` (pooling), ``cnn``
             (causal dilated convolutions), ``gru``, ``lstm`` or ``attention`` (causal
             Transformer blocks with learned positions, SASRec).
@@ -121,14 +119,14 @@ class ModelConfig:
         future_window: ``next_item`` only: train each position on an item drawn from its next N
             (dense all-action loss; 1 = the next item); helps cold users (docs/sequence_models.md).
         future_weight: The loss is ``(1 - w) x next-item + w x future-window`` (1 = the latter).
-        loss: ``in_batch`` (sampled softmax over the batch's positives, with ``logq_correction``
-            and ``remove_accidental_hits``) or ``full_softmax`` (the catalog; fine to ~100k items).
+        loss: ``full_softmax`` (the catalog; to ~100k items), ``in_batch`` (the batch's positives,
+            ``logq_correction``, ``remove_accidental_hits``) or ``gbce`` (gSASRec: ``gbce_negatives``
+            uniform negatives per step, calibration ``gbce_t`` in [0, 1]; docs/sequence_models.md).
         use_user_ids: Learn a user id embedding (with ``use_ids``); false = users are known
             only by profile and history.
         user_dropout: Probability of treating a training user as unknown (id and profile),
             which trains the unknown-user row: unknown users are then served by their history.
-        normalize: L2-normalise both towers' outputs (cosine scores over ``temperature``);
-            false scores raw dot products, whose norms can carry popularity.
+        normalize: L2-normalise both towers' outputs (cosine / ``temperature``); false: raw dots.
         user_text: Give the query tower an optional user text (a self-description, or a few
             titles), embedded by the item texts' BERT; in training each user's last 5 items' text
             vectors stand in for it (docs/user_text.md). Needs ``use_text``, a frozen text tower.
@@ -161,6 +159,8 @@ class ModelConfig:
     future_window: int = 1
     future_weight: float = 1.0
     loss: str = "full_softmax"
+    gbce_negatives: int = 256
+    gbce_t: float = 0.75
     use_user_ids: bool = False
     user_dropout: float = 0.0
     normalize: bool = True

@@ -28,6 +28,14 @@ def sequence_checks(model: Any) -> list[Check]:
         check(
             model.loss in LOSSES, "model.loss", model.loss, f"one of {LOSSES}", "See docs/sequence_models.md."
         ),
+        at_least("model.gbce_negatives", model.gbce_negatives, 1, "gSASRec uses 256."),
+        check(
+            0.0 <= model.gbce_t <= 1.0,
+            "model.gbce_t",
+            model.gbce_t,
+            "in [0, 1]",
+            "0 = plain binary cross-entropy, 1 = fully calibrated; gSASRec uses 0.75.",
+        ),
         at_least("model.encoder_width", model.encoder_width, 1, "e.g. 64."),
         at_least("model.encoder_blocks", model.encoder_blocks, 1, "e.g. 2."),
         at_least("model.encoder_heads", model.encoder_heads, 1, "e.g. 2."),

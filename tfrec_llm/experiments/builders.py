@@ -166,6 +166,7 @@ def build_two_tower(
         future_window=cfg.future_window,
         future_weight=cfg.future_weight,
         loss=cfg.loss,
+        **({"gbce_negatives": cfg.gbce_negatives, "gbce_t": cfg.gbce_t} if cfg.loss == "gbce" else {}),
         text_alignment=cfg.text_alignment,
         popularity_prior=cfg.popularity_prior,
     )

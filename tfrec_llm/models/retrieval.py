@@ -10,10 +10,9 @@ Two training objectives (``tfrec_llm.data.tfdata`` builds the batches of each):
   position t (a history encoder over items <= t) predicts the item at t + 1, all positions in
   one pass, as SASRec trains.
 
-Two losses: ``in_batch``, the sampled softmax of ``tfrs.tasks.Retrieval`` over the batch's
-positives (temperature, logQ correction and accidental-hit removal, each switchable), and
-``full_softmax``, cross-entropy over the whole catalog (one candidate-tower pass per step;
-fine up to ~100k items).
+Losses: ``in_batch``, the sampled softmax of ``tfrs.tasks.Retrieval`` over the batch's positives
+(temperature, logQ correction, accidental-hit removal); ``full_softmax`` over the catalog (to
+~100k items); ``gbce``, gSASRec's calibrated BCE on sampled negatives (`models.losses`).
 """
 
 from __future__ import annotations
@@ -30,12 +29,13 @@ from tfrec_llm.config.choices import LOSSES, OBJECTIVES
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.models import replicas
 from tfrec_llm.models.future_targets import future_offsets
+from tfrec_llm.models.losses import catalog_softmax_losses, gbce_step_losses
 from tfrec_llm.models.query_tower import QueryTower
+from tfrec_llm.models.recent_text import USER_TEXT_ITEMS, recent_text_vectors
 from tfrec_llm.models.text_adaptors import AlignmentLoss
 from tfrec_llm.models.towers import ItemTower
 
-USER_TEXT_ITEMS = 5
-"""Recent items whose text stands for a warm user's own text in training (``recent_titles_text``)."""
+__all__ = ["USER_TEXT_ITEMS", "TwoTowerModel"]
 
 
 def _plain(value: Any) -> Any:
@@ -71,7 +71,8 @@ class TwoTowerModel(tfrs.Model):
             (`future_offsets`); 1 = the next item. Evaluation is unchanged.
         future_weight: With ``future_window`` > 1, the loss is ``(1 - w) * next-item loss +
             w * future-window loss`` (both over the same queries); 1 = the future one alone.
-        loss: ``in_batch`` or ``full_softmax``.
+        loss: ``in_batch``, ``full_softmax`` or ``gbce`` (`tfrec_llm.models.losses`), whose
+            ``gbce_negatives`` uniform negatives per step and calibration ``gbce_t`` follow.
         text_alignment: > 0: add this weight x ``AlignmentLoss`` (cosine) between the
             projected text and the id embedding of each distinct item of the batch (all warm),
             the id side a stop-gradient target. Needs an item tower with ids and text.
@@ -92,6 +93,8 @@ class TwoTowerModel(tfrs.Model):
         future_window: int = 1,
         future_weight: float = 1.0,
         loss: str = "in_batch",
+        gbce_negatives: int = 256,
+        gbce_t: float = 0.75,
         text_alignment: float = 0.0,
         popularity_prior: float = 0.0,
         **kwargs: Any,
@@ -118,6 +121,11 @@ class TwoTowerModel(tfrs.Model):
         self.future_window = int(future_window)
         self.future_weight = float(future_weight)
         self.loss_name = loss
+        if gbce_negatives < 1 or not 0.0 <= gbce_t <= 1.0:
+            raise ConfigError(
+                f"TwoTowerModel: gbce_negatives >= 1 and gbce_t in [0, 1], got {gbce_negatives}, {gbce_t}"
+            )
+        self.gbce = (int(gbce_negatives), float(gbce_t))
         self.text_alignment = text_alignment
         self.popularity_prior = float(popularity_prior)
         self.item_tower = ItemTower(**self.item_tower_config)
@@ -217,26 +225,8 @@ class TwoTowerModel(tfrs.Model):
         return self.query_embedding(user, history, training=False, user_text=user_text)
 
     def recent_titles_text(self, history: tf.Tensor, per_position: bool = False) -> tf.Tensor:
-        """The synthetic user text of training: the items' own text vectors, last few items averaged.
-
-        A warm user has written no self-description, so in training the text of the last
-        ``USER_TEXT_ITEMS`` history items stands for one: the L2-normalised mean of their
-        precomputed BERT vectors (the item tower's text table), a cheap stand-in for encoding
-        their titles joined into one string (zeros where the history is empty).
-
-        Args:
-            history: [batch, L] catalog indices, left-padded with -1.
-            per_position: Return [batch, L, text_dim], position t averaging the items at
-                (t - USER_TEXT_ITEMS, t] (the next-item objective); else [batch, text_dim].
-        """
-        history = tf.cast(history, tf.int32)
-        mask = tf.cast(history >= 0, tf.float32)[..., tf.newaxis]
-        vectors = tf.gather(self.item_tower.text_table, tf.maximum(history, 0)) * mask
-        if not per_position:
-            return tf.math.l2_normalize(tf.reduce_sum(vectors[:, -USER_TEXT_ITEMS:], axis=1), axis=-1)
-        total = tf.cumsum(vectors, axis=1)
-        before = tf.pad(total, [[0, 0], [USER_TEXT_ITEMS, 0], [0, 0]])[:, : tf.shape(total)[1]]
-        return tf.math.l2_normalize(total - before, axis=-1)
+        """The synthetic user text of training (`recent_text_vectors` over the item text table)."""
+        return recent_text_vectors(self.item_tower.text_table, history, per_position)
 
     def candidate_embedding(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """[batch] catalog indices -> [batch, dim]."""
@@ -343,11 +333,16 @@ class TwoTowerModel(tfrs.Model):
         being the negatives. Under a distribution strategy both are the loss of the global
         batch (`tfrec_llm.models.replicas`).
         """
+        if self.loss_name == "gbce":
+            embed = lambda items: self.item_tower(items, training=True)  # noqa: E731
+            settings = (*self.gbce, self.temperature)
+            num_items = self.item_tower.num_items
+            losses = gbce_step_losses(
+                query, target, target_embedding, embed, settings, num_items, self.softmax_items
+            )
+            return replicas.batch_mean(losses)
         if catalog is not None:
-            logits = tf.matmul(query, catalog, transpose_b=True) / self.temperature
-            if self.softmax_items is not None:
-                logits = tf.where(self.softmax_items[tf.newaxis, :], logits, logits.dtype.min)
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits)
+            losses = catalog_softmax_losses(query, catalog, target, self.temperature, self.softmax_items)
             return replicas.batch_mean(losses)
         target_embedding, target, target_probability = replicas.gather_candidates(
             target_embedding, target, target_probability
@@ -381,6 +376,7 @@ class TwoTowerModel(tfrs.Model):
             **({"future_window": self.future_window} if self.future_window != 1 else {}),
             **({"future_weight": self.future_weight} if self.future_weight != 1.0 else {}),
             "loss": self.loss_name,
+            **(dict(zip(("gbce_negatives", "gbce_t"), self.gbce)) if self.loss_name == "gbce" else {}),
             **({"text_alignment": self.text_alignment} if self.text_alignment else {}),
             **({"popularity_prior": self.popularity_prior} if self.popularity_prior else {}),
         }

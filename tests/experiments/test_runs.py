@@ -159,6 +159,24 @@ def test_weights_that_do_not_fit_are_a_stale_run(trained, tmp_path):
         load_or_train(cfg, prepared, "id", verbose=0)
 
 
+def test_a_setting_added_after_a_run_was_trained_keeps_it_fresh_at_its_default(trained):
+    """A run recorded before ``model.gbce_*`` existed (`with_new_fields`) is reused while they
+    are at their defaults, which keep the former behaviour, and is stale when one is not."""
+    cfg, prepared, _, directory = trained
+    record = os.path.join(directory, "training_config.json")
+    with open(record) as handle:
+        fingerprint = json.load(handle)
+    del fingerprint["model"]["gbce_negatives"], fingerprint["model"]["gbce_t"]
+    with open(record, "w") as handle:
+        json.dump(fingerprint, handle)
+    before = _mtime(directory)
+    load_or_train(cfg, prepared, "id", verbose=0)
+    assert _mtime(directory) == before  # reused, not trained again
+    changed = replace(cfg, model__gbce_negatives=64)
+    with pytest.raises(StaleRunError, match=r"model\.gbce_negatives: 256 -> 64"):
+        load_or_train(changed, prepared, "id", verbose=0)
+
+
 def test_a_model_without_its_fingerprint_is_not_reused(trained):
     cfg, prepared, _, directory = trained
     os.remove(os.path.join(directory, "training_config.json"))

@@ -103,6 +103,7 @@ def test_defaults_are_valid():
         ({"model": {"user_dropout": 1.0}}, r"model.user_dropout=1.0; expected in \[0, 1\)"),
         ({"model": {"future_weight": 1.5}}, r"model.future_weight=1.5; expected in \[0, 1\]\. The loss is"),
         ({"model": {"future_window": 0}}, r"model.future_window=0; expected an integer >= 1\. 1 = the next"),
+        ({"model": {"future_context": -1}}, r"model.future_context=-1; expected an integer >= 0\. 0 = every"),
         (
             {"model": {"gbce_negatives": 0}},
             r"model.gbce_negatives=0; expected an integer >= 1\. gSASRec uses 256",

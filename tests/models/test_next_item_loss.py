@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_llm.errors import ConfigError
-from tfrec_llm.models.future_targets import future_offsets
+from tfrec_llm.models.future_targets import early_positions_only, future_offsets
 from tfrec_llm.models.retrieval import TwoTowerModel
 
 NUM_ITEMS = 10
@@ -323,3 +323,45 @@ def test_future_window_is_in_the_config_and_needs_next_item():
         _model(ENCODERS["gru"], objective="interaction", future_window=2)
     with pytest.raises(ConfigError, match=r"future_window must be >= 1"):
         _model(ENCODERS["gru"], objective="next_item", future_window=0)
+
+
+def test_early_positions_only_keeps_offsets_where_at_most_context_items_were_seen():
+    offsets = tf.constant([[2, 2, 2, 2], [1, 1, 1, 1]], tf.int32)
+    inputs = tf.constant([[-1, 4, 5, 6], [3, -1, 7, 8]], tf.int32)  # seen: [0,1,2,3], [1,1,2,3]
+    np.testing.assert_array_equal(
+        early_positions_only(offsets, inputs, 2).numpy(), [[2, 2, 2, 0], [1, 1, 1, 0]]
+    )
+    np.testing.assert_array_equal(
+        early_positions_only(offsets, inputs, 1).numpy(), [[2, 2, 0, 0], [1, 1, 0, 0]]
+    )
+    np.testing.assert_array_equal(early_positions_only(offsets, inputs, 0).numpy(), offsets.numpy())
+
+
+def test_future_context_draws_future_targets_only_at_short_context_positions():
+    """future_context 2: positions that have seen 1 or 2 items look ahead, later ones keep the next."""
+    model = _model(
+        ENCODERS["mean"],
+        objective="next_item",
+        loss="full_softmax",
+        temperature=0.2,
+        future_window=3,
+        future_context=2,
+    )
+    catalog = model.all_candidate_embeddings()
+    tf.random.set_seed(1)
+    got = float(model.compute_loss(_next_item_batch(), training=True))
+    tf.random.set_seed(1)  # the same draw as inside the loss
+    offsets = future_offsets(len(SEQUENCE), LENGTH, 3).numpy()
+    seen = np.cumsum(SEQUENCE[:, :-1] >= 0, axis=1)
+    early = np.where(seen <= 2, offsets, 0)
+    valid = SEQUENCE[:, :-1] >= 0
+    assert (early != offsets)[valid].any(), "the draw must move a late target that the context keeps"
+    assert early[valid].any(), "and an early one that it lets through"
+    expected = _full_softmax(*_future_reference(model, early), catalog, 0.2)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    assert abs(got - _full_softmax(*_future_reference(model, offsets), catalog, 0.2)) > 1e-3
+    config = model.get_config()
+    assert config["future_context"] == 2 and TwoTowerModel.from_config(config).future_context == 2
+    assert "future_context" not in _model(ENCODERS["mean"], objective="next_item").get_config()
+    with pytest.raises(ConfigError, match=r"future_context must be >= 0, got -1"):
+        _model(ENCODERS["mean"], objective="next_item", future_window=3, future_context=-1)

@@ -1,7 +1,5 @@
-"""The sections of an experiment config: nested frozen dataclasses of plain data.
-
-A config is plain data; building an `ExperimentConfig` validates every field
-(`tfrec_llm.config.checks`), so a bad value fails before any work starts (`config.yaml_io` I/O).
+"""The sections of an experiment config: nested frozen dataclasses of plain data. Building an
+`ExperimentConfig` validates every field (`config.checks`), so a bad value fails before any work.
 
 Example:
     >>> cfg = ExperimentConfig(train=TrainConfig(epochs=3))
@@ -118,7 +116,8 @@ class ModelConfig:
             predicting the next one; with ``mean`` position t's query is the running mean to t).
         future_window: ``next_item`` only: train each position on an item drawn from its next N
             (dense all-action loss; 1 = the next item); helps cold users (docs/sequence_models.md).
-        future_weight: The loss is ``(1 - w) x next-item + w x future-window`` (1 = the latter).
+            ``future_weight`` w: the loss is ``(1 - w) x next-item + w x future-window``;
+            ``future_context`` > 0: only positions that have seen at most that many items.
         loss: ``full_softmax`` (the catalog; to ~100k items), ``in_batch`` (the batch's positives,
             ``logq_correction``, ``remove_accidental_hits``) or ``gbce`` (gSASRec: ``gbce_negatives``
             uniform negatives per step, calibration ``gbce_t`` in [0, 1]; docs/sequence_models.md).
@@ -158,6 +157,7 @@ class ModelConfig:
     objective: str = "next_item"
     future_window: int = 1
     future_weight: float = 1.0
+    future_context: int = 0
     loss: str = "full_softmax"
     gbce_negatives: int = 256
     gbce_t: float = 0.75

@@ -68,6 +68,7 @@ def sequence_checks(model: Any) -> list[Check]:
             "in [0, 1]",
             "The loss is (1 - w) x next-item + w x future-window; 1 = the future one alone.",
         ),
+        at_least("model.future_context", model.future_context, 0, "0 = every position."),
         check(
             model.future_window == 1 or model.objective == "next_item",
             "model.future_window",

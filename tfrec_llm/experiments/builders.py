@@ -165,6 +165,7 @@ def build_two_tower(
         objective=cfg.objective,
         future_window=cfg.future_window,
         future_weight=cfg.future_weight,
+        future_context=cfg.future_context,
         loss=cfg.loss,
         **({"gbce_negatives": cfg.gbce_negatives, "gbce_t": cfg.gbce_t} if cfg.loss == "gbce" else {}),
         text_alignment=cfg.text_alignment,

@@ -23,3 +23,16 @@ def future_offsets(batch: tf.Tensor, length: tf.Tensor, window: int) -> tf.Tenso
     reach = tf.minimum(window, length - tf.range(length))
     draw = tf.random.uniform([batch, length])
     return tf.minimum(tf.cast(draw * tf.cast(reach, tf.float32), tf.int32), reach - 1)
+
+
+def early_positions_only(offsets: tf.Tensor, inputs: tf.Tensor, context: int) -> tf.Tensor:
+    """``offsets`` where the position's query has seen at most ``context`` items, else 0.
+
+    A window's position t has seen the real (>= 0) inputs up to t; with ``context`` > 0 only
+    such short-context positions (a new user's first items) look further ahead, and every
+    other position keeps the next item. ``context`` 0 keeps ``offsets`` everywhere.
+    """
+    if context == 0:
+        return offsets
+    seen = tf.cumsum(tf.cast(inputs >= 0, tf.int32), axis=1)
+    return tf.where(seen <= context, offsets, tf.zeros_like(offsets))

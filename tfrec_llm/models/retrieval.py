@@ -10,9 +10,8 @@ Two training objectives (``tfrec_llm.data.tfdata`` builds the batches of each):
   position t (a history encoder over items <= t) predicts the item at t + 1, all positions in
   one pass, as SASRec trains.
 
-Losses: ``in_batch``, the sampled softmax of ``tfrs.tasks.Retrieval`` over the batch's positives
-(temperature, logQ correction, accidental-hit removal); ``full_softmax`` over the catalog (to
-~100k items); ``gbce``, gSASRec's calibrated BCE on sampled negatives (`models.losses`).
+Losses (`models.losses`): ``in_batch`` (``tfrs.tasks.Retrieval`` over the batch's positives,
+logQ-corrected), ``full_softmax`` over the catalog (to ~100k items), ``gbce`` (gSASRec).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import tf_keras as keras
 from tfrec_llm.config.choices import LOSSES, OBJECTIVES
 from tfrec_llm.errors import ConfigError
 from tfrec_llm.models import replicas
-from tfrec_llm.models.future_targets import future_offsets
+from tfrec_llm.models.future_targets import early_positions_only, future_offsets
 from tfrec_llm.models.losses import catalog_softmax_losses, gbce_step_losses
 from tfrec_llm.models.query_tower import QueryTower
 from tfrec_llm.models.recent_text import USER_TEXT_ITEMS, recent_text_vectors
@@ -71,6 +70,8 @@ class TwoTowerModel(tfrs.Model):
             (`future_offsets`); 1 = the next item. Evaluation is unchanged.
         future_weight: With ``future_window`` > 1, the loss is ``(1 - w) * next-item loss +
             w * future-window loss`` (both over the same queries); 1 = the future one alone.
+        future_context: > 0: only positions whose query has seen at most this many items draw
+            future targets; the others keep the next item (`early_positions_only`).
         loss: ``in_batch``, ``full_softmax`` or ``gbce`` (`tfrec_llm.models.losses`), whose
             ``gbce_negatives`` uniform negatives per step and calibration ``gbce_t`` follow.
         text_alignment: > 0: add this weight x ``AlignmentLoss`` (cosine) between the
@@ -92,6 +93,7 @@ class TwoTowerModel(tfrs.Model):
         objective: str = "interaction",
         future_window: int = 1,
         future_weight: float = 1.0,
+        future_context: int = 0,
         loss: str = "in_batch",
         gbce_negatives: int = 256,
         gbce_t: float = 0.75,
@@ -118,8 +120,10 @@ class TwoTowerModel(tfrs.Model):
         self.objective = objective
         if not 0.0 <= future_weight <= 1.0:
             raise ConfigError(f"TwoTowerModel: future_weight must be in [0, 1], got {future_weight}")
-        self.future_window = int(future_window)
-        self.future_weight = float(future_weight)
+        if future_context < 0:
+            raise ConfigError(f"TwoTowerModel: future_context must be >= 0, got {future_context}")
+        self.future_window, self.future_weight = int(future_window), float(future_weight)
+        self.future_context = int(future_context)
         self.loss_name = loss
         if gbce_negatives < 1 or not 0.0 <= gbce_t <= 1.0:
             raise ConfigError(
@@ -295,6 +299,7 @@ class TwoTowerModel(tfrs.Model):
     ) -> tf.Tensor:
         """The softmax loss of every valid position against a target at most ``window`` items ahead."""
         offsets = future_offsets(tf.shape(inputs)[0], tf.shape(inputs)[1], window)
+        offsets = early_positions_only(offsets, inputs, self.future_context)
         where = tf.range(tf.shape(inputs)[1])[tf.newaxis, :] + 1 + offsets
         targets = tf.gather(sequence, where, batch_dims=1)
         valid = tf.logical_and(inputs >= 0, targets >= 0)
@@ -375,6 +380,7 @@ class TwoTowerModel(tfrs.Model):
             "objective": self.objective,
             **({"future_window": self.future_window} if self.future_window != 1 else {}),
             **({"future_weight": self.future_weight} if self.future_weight != 1.0 else {}),
+            **({"future_context": self.future_context} if self.future_context else {}),
             "loss": self.loss_name,
             **(dict(zip(("gbce_negatives", "gbce_t"), self.gbce)) if self.loss_name == "gbce" else {}),
             **({"text_alignment": self.text_alignment} if self.text_alignment else {}),

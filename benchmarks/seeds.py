@@ -84,18 +84,19 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"Machine: {meta['machine']}; {meta['load']}.",
         "",
         "Per setting: each seed's VALID / TEST NDCG@10, then the mean over seeds with its "
-        "standard error; fit seconds per seed. Choose by VALID.",
+        "standard error (Recall@10 is protocol B's and C's target; under A it equals HR@10); fit "
+        "seconds per seed. Choose by VALID.",
         "",
         "| setting | seeds | VALID NDCG@10 per seed | TEST NDCG@10 per seed | VALID NDCG@10 mean (SE) "
-        "| TEST NDCG@10 mean (SE) | TEST HR@10 mean (SE) | fit s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| TEST NDCG@10 mean (SE) | TEST HR@10 mean (SE) | TEST Recall@10 mean (SE) | fit s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for setting in meta["settings"]:
         runs = [r for r in rows if r["setting"] == setting]
         cells = [setting or "(config)", ",".join(str(r["seed"]) for r in runs)]
         for split in ("valid", "test"):
             cells.append(" / ".join(f"{r[split]['ndcg']:.4f}" for r in runs))
-        for split, metric in (("valid", "ndcg"), ("test", "ndcg"), ("test", "hr")):
+        for split, metric in (("valid", "ndcg"), ("test", "ndcg"), ("test", "hr"), ("test", "recall")):
             mean, se = summarize([r[split][metric] for r in runs])
             cells.append(f"{mean:.4f} ({se:.4f})")
         cells.append(" / ".join(f"{r['fit_seconds']:.0f}" for r in runs))

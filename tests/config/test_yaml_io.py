@@ -81,7 +81,7 @@ def test_columns_may_be_written_as_a_mapping():
 
 def test_pipeline_default_config_equals_builtin_defaults_but_the_marked_fields():
     two_stage = {
-        "model": {"user_text": True},
+        "model": {"user_text": True, "future_window": 100, "future_context": 10},
         "eval": {"two_stage": True},
         "ranking": {
             "objective": "listwise",
@@ -93,6 +93,7 @@ def test_pipeline_default_config_equals_builtin_defaults_but_the_marked_fields()
     assert load_config("pipelines/movielens_100k.yaml") == config_from_dict(two_stage)
     assert ExperimentConfig().eval.two_stage is False
     assert ExperimentConfig().model.user_text is False
+    assert (ExperimentConfig().model.future_window, ExperimentConfig().model.future_context) == (1, 0)
 
 
 def test_unknown_key_lists_valid_keys():

@@ -39,6 +39,8 @@ _VARIANTS: dict[str, dict[str, object]] = {
         "model.history_encoder": "attention",
         "model.history_length": 50,  # windows of 51, as the reference SASRec recipe
         "model.objective": "next_item",
+        "model.future_window": 1,  # SASRec's own target: the next item
+        "model.future_context": 0,
         "model.loss": "full_softmax",
     },
     # The original two-tower with its own training settings: user id, profile, mean-pooled
@@ -51,6 +53,8 @@ _VARIANTS: dict[str, dict[str, object]] = {
         "model.history_length": 50,
         "model.user_text": False,
         "model.objective": "interaction",
+        "model.future_window": 1,  # interaction examples have no later items to draw from
+        "model.future_context": 0,
         "model.loss": "in_batch",
         "model.temperature": 0.1,
         "model.user_dropout": 0.0,

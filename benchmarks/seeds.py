@@ -50,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         model_dir_help="cached run folders",
         set_help="override a config field for every setting (repeatable)",
     )
-    parser.add_argument("--protocol", default="loo", help="loo | cold-items | cold-users (default loo)")
+    parser.add_argument(
+        "--protocol",
+        default="loo",
+        help="loo | cold-items | cold-users, or cold-users-select: protocol C rebuilt inside its "
+        "warm users, to choose cold-user settings without reading C's TEST users (default loo)",
+    )
     parser.add_argument("--variant", default="bert", help="model variant (default bert)")
     parser.add_argument("--seeds", type=_ints, default=[42, 1], help="train.seed values (default 42,1)")
     parser.add_argument(
@@ -74,6 +79,18 @@ def summarize(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(variance / len(values))
 
 
+def _choose_by(protocol: str) -> str:
+    from tfrec_llm.data.splits import SELECTION_PROTOCOL
+
+    if protocol == SELECTION_PROTOCOL:
+        return (
+            "Under cold-users-select, TEST is the stand-in cold users (20% of protocol C's warm "
+            "users, never C's own): choose a cold-user setting by its TEST columns, then report it "
+            "under cold-users."
+        )
+    return "Choose by VALID."
+
+
 def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The table: one line per setting with per-seed and mean (SE) VALID/TEST NDCG@10 and HR@10."""
     lines = [
@@ -85,7 +102,7 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         "Per setting: each seed's VALID / TEST NDCG@10, then the mean over seeds with its "
         "standard error (Recall@10 is protocol B's and C's target; under A it equals HR@10); fit "
-        "seconds per seed. Choose by VALID.",
+        "seconds per seed. " + _choose_by(meta["protocol"]),
         "",
         "| setting | seeds | VALID NDCG@10 per seed | TEST NDCG@10 per seed | VALID NDCG@10 mean (SE) "
         "| TEST NDCG@10 mean (SE) | TEST HR@10 mean (SE) | TEST Recall@10 mean (SE) | fit s |",

@@ -307,3 +307,15 @@ def test_seed_summary_is_the_mean_and_its_standard_error(bench) -> None:
     assert seeds.summarize([0.1]) == (0.1, 0.0)
     mean, se = seeds.summarize([0.10, 0.12, 0.14])
     assert mean == pytest.approx(0.12) and se == pytest.approx(0.02 / math.sqrt(3))
+
+
+def test_seeds_table_says_what_to_choose_by_under_each_protocol(bench) -> None:
+    seeds = bench("seeds")
+    run = {"setting": "", "seed": 1, "fit_seconds": 3.0}
+    run |= {split: {"ndcg": 0.1, "hr": 0.2, "recall": 0.2} for split in ("valid", "test")}
+    meta = {"variant": "bert", "date": "d", "command": "c", "machine": "m", "load": "l", "settings": [""]}
+    loo = seeds.render_markdown([run], {**meta, "protocol": "loo"})
+    select = seeds.render_markdown([run], {**meta, "protocol": "cold-users-select"})
+    assert "Choose by VALID." in loo and "stand-in cold users" not in loo
+    assert "Choose by VALID." not in select
+    assert "choose a cold-user setting by its TEST columns, then report it under cold-users" in select

@@ -125,7 +125,8 @@ def test_make_split_rejects_unknown_protocol():
     with pytest.raises(
         ConfigError,
         match=r"protocol='random' is unknown; use one of "
-        r"\('loo', 'cold-items', 'cold-users'\)",
+        r"\('loo', 'cold-items', 'cold-users'\) \(or 'cold-users-select' to choose cold-user "
+        r"settings\)",
     ):
         splits.make_split(_dataset(TIE_ROWS), "random")
 
@@ -177,7 +178,7 @@ def test_repeated_targets_are_deduplicated_and_never_excluded():
 
 def test_make_split_is_deterministic():
     ds = _dataset(TIE_ROWS + [("3", str(k), k) for k in range(1, 9)])
-    for protocol in splits.PROTOCOLS:
+    for protocol in (*splits.PROTOCOLS, splits.SELECTION_PROTOCOL):
         a, b = splits.make_split(ds, protocol), splits.make_split(ds, protocol)
         pd.testing.assert_frame_equal(a.train, b.train)
         pd.testing.assert_frame_equal(a.train_valid, b.train_valid)
@@ -211,6 +212,15 @@ def _reference(rows, catalog, all_users, protocol, seed=42):
             else:
                 train += [(user, i) for i in seq]
         return train, valid, test
+    if protocol == "cold-users-select":
+        # C's own cold users leave entirely; C's construction is then repeated on the rest.
+        ids = sorted(all_users, key=int)
+        c_cold = set(
+            np.random.default_rng(seed).choice(ids, size=round(0.2 * len(ids)), replace=False).tolist()
+        )
+        all_users = [u for u in all_users if u not in c_cold]
+        seqs = {u: seq for u, seq in seqs.items() if u not in c_cold}
+        protocol = "cold-users"
     ids = sorted(catalog if protocol == "cold-items" else all_users, key=int)
     cold = set(np.random.default_rng(seed).choice(ids, size=round(0.2 * len(ids)), replace=False).tolist())
     for user, seq in seqs.items():
@@ -244,7 +254,7 @@ def _random_rows(seed, n_users=12, n_items=15):
     return [rows[k] for k in order]
 
 
-@pytest.mark.parametrize("protocol", splits.PROTOCOLS)
+@pytest.mark.parametrize("protocol", [*splits.PROTOCOLS, splits.SELECTION_PROTOCOL])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_split_matches_pure_python_reference(protocol, seed):
     rows = _random_rows(seed)
@@ -392,6 +402,29 @@ def test_ml100k_cold_users_counts(ml100k, reference):
     assert got == pinned
     assert all(len(h) == 5 for h in split.test.histories)
     assert split.test.candidate_ids is None
+
+
+def test_ml100k_cold_user_selection_never_reads_protocol_c_users(ml100k, reference):
+    users = np.arange(1, 944)
+    c_cold = np.random.default_rng(42).choice(users, size=round(0.2 * 943), replace=False)
+    warm = np.setdiff1d(users, c_cold)
+    stand_in = np.random.default_rng(42).choice(warm, size=round(0.2 * len(warm)), replace=False)
+    split = splits.make_split(ml100k, "cold-users-select")
+    assert split.protocol == "cold-users-select"
+    assert sorted(int(u) for u in split.cold_user_ids) == sorted(stand_in.tolist())
+    assert len(split.cold_user_ids) == 151
+    c_users = {str(u) for u in c_cold}
+    seen = set(split.train_valid["user_id"]) | set(split.valid.user_ids) | set(split.test.user_ids)
+    assert not seen & c_users
+    assert not set(split.train_valid["user_id"]) & set(split.cold_user_ids)
+    rest = reference[~reference["user"].isin(c_cold) & ~reference["user"].isin(stand_in)]
+    assert len(split.train_valid) == len(rest)
+    sizes = reference[reference["user"].isin(stand_in)].groupby("user").size()
+    assert len(split.test.user_ids) == int((sizes > 5).sum())
+    assert sum(len(t) for t in split.test.targets) == int((sizes - 5).clip(lower=0).sum())
+    first5 = reference[reference["pos"] < 5].groupby("user")["item"].agg(list)
+    for user, history in zip(split.test.user_ids, split.test.histories, strict=True):
+        assert [int(i) for i in history] == first5[int(user)]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,9 @@
 """The evaluation protocols of docs/evaluation.md: ``loo``, ``cold-items``, ``cold-users``.
 
+Also protocol C's model-selection twin, ``cold-users-select`` (:data:`SELECTION_PROTOCOL`): C's
+cold users are dropped and C's own construction is repeated inside its warm users, so that a
+setting meant for cold users is chosen without reading C's TEST users.
+
 This is the one module that turns interactions into train frames and evaluation tasks; every
 model and baseline goes through it. All functions are pure: inputs are never modified.
 
@@ -56,6 +60,7 @@ __all__ = [
     "PRIORITY_SEED",
     "PROTOCOLS",
     "PROTOCOL_SEED",
+    "SELECTION_PROTOCOL",
     "TIE_KEY",
     "TIE_KEY_SEED",
     "EvalTask",
@@ -64,6 +69,7 @@ __all__ = [
     "check_usable",
     "make_split",
     "split_cold_items",
+    "split_cold_user_selection",
     "split_cold_users",
     "split_leave_last_out",
     "tie_priority",
@@ -74,6 +80,7 @@ logger = logging.getLogger(__name__)
 PROTOCOL_SEED = 42
 COLD_FRACTION = 0.2
 COLD_USER_HISTORY = 5
+SELECTION_PROTOCOL = "cold-users-select"
 
 
 def _first(keys: np.ndarray) -> np.ndarray:
@@ -248,41 +255,80 @@ def split_cold_users(
     item_ids = _check(interactions, items, "split_cold_users")
     validate_frame(users, "users", "split_cold_users")
     user_ids = sort_ids(users[USER_ID])
-    cold = _choose(user_ids, seed)
     rows = chronological_rows(interactions, user_ids, item_ids, "split_cold_users")
-    is_cold = np.isin(rows.user, id_positions(cold, user_ids))
-    valid = _last_of_warm(rows, ~is_cold, "cold-users")
-    train = ~is_cold & ~valid
+    return _cold_user_split(rows, _choose(user_ids, seed), np.zeros(len(rows.user), bool), "cold-users")
+
+
+def _cold_user_split(rows: ChronologicalRows, cold: np.ndarray, dropped: np.ndarray, protocol: str) -> Split:
+    """Protocol C's construction on ``rows`` with ``cold`` users; ``dropped`` rows are in no part."""
+    is_cold = np.isin(rows.user, id_positions(cold, rows.user_ids))
+    warm = ~is_cold & ~dropped
+    valid = _last_of_warm(rows, warm, protocol)
+    train = warm & ~valid
     history = is_cold & (rows.index < COLD_USER_HISTORY)
     targets = is_cold & (rows.index >= COLD_USER_HISTORY)
     few = int((is_cold & (rows.index == 0) & (rows.size <= COLD_USER_HISTORY)).sum())
     absent = len(cold) - int((is_cold & (rows.index == 0)).sum())
     if few or absent:
         logger.info(
-            "cold-users: %d cold users with 1..%d interactions and %d with none have no "
+            "%s: %d cold users with 1..%d interactions and %d with none have no "
             "targets and are left out of TEST.",
+            protocol,
             few,
             COLD_USER_HISTORY,
             absent,
         )
     return Split(
-        protocol="cold-users",
-        item_ids=item_ids,
+        protocol=protocol,
+        item_ids=rows.item_ids,
         train=rows.take(train),
-        train_valid=rows.take(~is_cold),
-        valid=_task("valid", rows, train, valid, None, "cold-users"),
-        test=_task("test", rows, history, targets, None, "cold-users"),
+        train_valid=rows.take(warm),
+        valid=_task("valid", rows, train, valid, None, protocol),
+        test=_task("test", rows, history, targets, None, protocol),
         cold_item_ids=np.asarray([], dtype=object),
         cold_user_ids=cold,
     )
 
 
+def split_cold_user_selection(
+    interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, *, seed: int
+) -> Split:
+    """Protocol C's model-selection twin (``cold-users-select``), never reporting quality.
+
+    Protocol C's cold users (``split_cold_users`` with the same ``seed``) are in no part of it.
+    20% of C's warm users, drawn the same way from the warm ids, play the cold users:
+    their first 5 interactions are the ``test`` history, the rest its targets, and they are not
+    in TRAIN. Choose a cold-user setting by this split's ``test`` task and report it on C.
+
+    Args:
+        interactions: Canonical interactions.
+        items: Canonical items (the catalog).
+        users: Canonical users.
+        seed: The seed of both draws (42 in docs/evaluation.md).
+
+    Returns:
+        The split, ``protocol`` ``"cold-users-select"``, ``cold_user_ids`` the stand-in cold users.
+    """
+    item_ids = _check(interactions, items, SELECTION_PROTOCOL)
+    validate_frame(users, "users", SELECTION_PROTOCOL)
+    user_ids = sort_ids(users[USER_ID])
+    c_cold = _choose(user_ids, seed)
+    stand_in = _choose(user_ids[~np.isin(user_ids, c_cold)], seed)
+    # Tie keys and chronology come from the whole data set, exactly as protocol C sees them.
+    rows = chronological_rows(interactions, user_ids, item_ids, SELECTION_PROTOCOL)
+    dropped = np.isin(rows.user, id_positions(c_cold, user_ids))
+    return _cold_user_split(rows, stand_in, dropped, SELECTION_PROTOCOL)
+
+
 def make_split(dataset: RecDataset, protocol: str) -> Split:
     """Splits a data set under one of ``PROTOCOLS`` with the seeds of docs/evaluation.md.
 
+    ``SELECTION_PROTOCOL`` (``"cold-users-select"``) is accepted too: a split to choose
+    cold-user settings on, not a protocol to report (`split_cold_user_selection`).
+
     Args:
         dataset: The canonical data set.
-        protocol: ``"loo"``, ``"cold-items"`` or ``"cold-users"``.
+        protocol: ``"loo"``, ``"cold-items"``, ``"cold-users"`` or ``"cold-users-select"``.
 
     Returns:
         The :class:`Split`.
@@ -296,13 +342,21 @@ def make_split(dataset: RecDataset, protocol: str) -> Split:
         return split_cold_items(dataset.interactions, dataset.items, seed=PROTOCOL_SEED)
     if protocol == "cold-users":
         return split_cold_users(dataset.interactions, dataset.items, dataset.users, seed=PROTOCOL_SEED)
-    raise ConfigError(f"protocol={protocol!r} is unknown; use one of {PROTOCOLS}.")
+    if protocol == SELECTION_PROTOCOL:
+        return split_cold_user_selection(
+            dataset.interactions, dataset.items, dataset.users, seed=PROTOCOL_SEED
+        )
+    raise ConfigError(
+        f"protocol={protocol!r} is unknown; use one of {PROTOCOLS} (or {SELECTION_PROTOCOL!r} "
+        "to choose cold-user settings)."
+    )
 
 
 _NEEDS = {
     "loo": "users with at least 3 interactions",
     "cold-items": "users with interactions of warm items, and items enough to hold 20% out",
     "cold-users": "warm users with at least 2 interactions, and users enough to hold 20% out",
+    SELECTION_PROTOCOL: "warm users with at least 2 interactions, and users enough to hold 20% out twice",
 }
 
 

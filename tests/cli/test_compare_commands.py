@@ -1,6 +1,7 @@
 """``tfrec-llm compare`` and ``recommend --explain`` on a tiny CSV data set (one ID-only run)."""
 
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -10,7 +11,7 @@ from tfrec_llm.errors import ConfigError
 
 
 def test_compare_a_run_with_itself_and_with_mostpop_then_explain_it(tiny_csv_config, capsys):
-    from tfrec_llm.experiments.compare_runs import compare_runs
+    from tfrec_llm.experiments.compare_runs import compare_runs, run_info
 
     config, tmp = tiny_csv_config
     assert main(["train", "--config", config, "--variant", "id", "--quiet"]) == 0
@@ -44,6 +45,12 @@ def test_compare_a_run_with_itself_and_with_mostpop_then_explain_it(tiny_csv_con
         compare_runs(str(tmp / "runs"), run)
     with pytest.raises(ConfigError, match="trained under protocol 'loo'"):
         compare_runs(run, "MostPop", protocol="cold-items")
+    # A folder under cold-users-select/ (benchmarks/seeds.py) is scored under that split, not eval.protocol.
+    select = tmp / "runs" / "cold-users-select" / "id"
+    shutil.copytree(run, select)
+    assert run_info(str(select))[2] == "cold-users-select"
+    with pytest.raises(ConfigError, match="trained under protocol 'cold-users-select'"):
+        run_info(str(select), "cold-users")
     with pytest.raises(ConfigError, match="both RUN_A and RUN_B are baselines"):
         compare_runs("MostPop", "Random")
     assert main(["compare", str(tmp), run]) == 2

@@ -11,6 +11,8 @@ def test_splits_and_evaluator_use_the_same_lists():
     assert splits.PROTOCOLS is choices.PROTOCOLS
     assert protocols.METRICS is choices.METRICS
     assert choices.PROTOCOLS == ("loo", "cold-items", "cold-users")
+    assert splits.SELECTION_PROTOCOL is choices.SELECTION_PROTOCOL
+    assert choices.SPLIT_NAMES == (*choices.PROTOCOLS, "cold-users-select")
     assert choices.METRICS == ("recall", "hr", "ndcg")
 
 

@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from tfrec_llm.cli import options
-from tfrec_llm.config.choices import PROTOCOLS
+from tfrec_llm.config.choices import SPLIT_NAMES
 
 __all__ = ["add_subcommands"]
 
@@ -34,8 +34,9 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument(
         "--protocol",
         default=None,
-        choices=PROTOCOLS,
-        help="protocol to evaluate under (default: the run folder's parent name, else eval.protocol)",
+        choices=SPLIT_NAMES,
+        help="protocol to evaluate under (default: the run folder's parent name, else eval.protocol); "
+        "cold-users-select: protocol C rebuilt inside its warm users (benchmarks/seeds.py)",
     )
     p.add_argument("--split", default="test", choices=("valid", "test"), help="task (default test)")
     p.add_argument("--metric", default="ndcg", choices=("ndcg", "recall", "hr"), help="default ndcg")

@@ -13,6 +13,13 @@ from collections.abc import Mapping
 PROTOCOLS = ("loo", "cold-items", "cold-users")
 """Split protocols of docs/evaluation.md: A (leave-last-out), B (cold items), C (cold users)."""
 
+SELECTION_PROTOCOL = "cold-users-select"
+"""Protocol C rebuilt inside its warm users (`tfrec_llm.data.splits.split_cold_user_selection`):
+a split to choose cold-user settings on, never a protocol to report."""
+
+SPLIT_NAMES = (*PROTOCOLS, SELECTION_PROTOCOL)
+"""Every name `tfrec_llm.data.splits.make_split` accepts."""
+
 METRICS = ("recall", "hr", "ndcg")
 """Ranking metrics the evaluator reports, each as ``<metric>@<k>``."""
 
@@ -163,6 +170,8 @@ __all__ = [
     "POOLINGS",
     "PROTOCOLS",
     "REPORT_VARIANTS",
+    "SELECTION_PROTOCOL",
+    "SPLIT_NAMES",
     "TWO_STAGE_PROTOCOL",
     "TWO_STAGE_VARIANT",
     "STRATEGIES",

@@ -32,7 +32,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from tfrec_llm.config.choices import PROTOCOLS
+from tfrec_llm.config.choices import PROTOCOLS, SELECTION_PROTOCOL
 from tfrec_llm.data.schema import (
     ITEM_ID,
     USER_ID,
@@ -80,7 +80,6 @@ logger = logging.getLogger(__name__)
 PROTOCOL_SEED = 42
 COLD_FRACTION = 0.2
 COLD_USER_HISTORY = 5
-SELECTION_PROTOCOL = "cold-users-select"
 
 
 def _first(keys: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 
 from tfrec_llm.atomic_io import write_text
 from tfrec_llm.config import ExperimentConfig, load_config
-from tfrec_llm.config.choices import PROTOCOLS, VARIANT_NAMES, variant_uses_text
+from tfrec_llm.config.choices import SPLIT_NAMES, VARIANT_NAMES, variant_uses_text
 from tfrec_llm.errors import ConfigError, DataError
 from tfrec_llm.evaluation.baselines import MostPopScorer, RandomScorer
 from tfrec_llm.evaluation.compare import ComparisonResult, compare_scorers
@@ -72,14 +72,14 @@ def run_info(directory: str, protocol: str | None = None) -> tuple[ExperimentCon
             f"{directory}: unknown variant {variant!r}; expected one of {sorted(VARIANT_NAMES)}."
         )
     parent = os.path.basename(os.path.dirname(os.path.normpath(directory)))
-    if parent in PROTOCOLS and protocol not in (None, parent):
+    if parent in SPLIT_NAMES and protocol not in (None, parent):
         raise ConfigError(
             f"{directory} was trained under protocol {parent!r}; scoring it under {protocol!r} would "
             "rank a split it was not trained for (its TEST items may be in its training data). "
             f"Compare runs of <model_dir>/{protocol}/ instead."
         )
     if protocol is None:
-        protocol = parent if parent in PROTOCOLS else cfg.eval.protocol
+        protocol = parent if parent in SPLIT_NAMES else cfg.eval.protocol
     return cfg, variant, protocol
 
 

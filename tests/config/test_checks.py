@@ -101,6 +101,11 @@ def test_defaults_are_valid():
         ({"model": {"encoder_dropout": -0.5}}, r"model.encoder_dropout=-0.5; expected in \[0, 1\)"),
         ({"model": {"user_dropout": -0.1}}, r"model.user_dropout=-0.1; expected in \[0, 1\)\. It is"),
         ({"model": {"user_dropout": 1.0}}, r"model.user_dropout=1.0; expected in \[0, 1\)"),
+        ({"model": {"user_text_dropout": 1.0}}, r"model.user_text_dropout=1.0; expected in \[0, 1\)\. It is"),
+        (
+            {"model": {"user_text_history_dropout": -0.1}},
+            r"model.user_text_history_dropout=-0.1; expected in \[0, 1\)\. It is",
+        ),
         ({"model": {"future_weight": 1.5}}, r"model.future_weight=1.5; expected in \[0, 1\]\. The loss is"),
         ({"model": {"future_window": 0}}, r"model.future_window=0; expected an integer >= 1\. 1 = the next"),
         ({"model": {"future_context": -1}}, r"model.future_context=-1; expected an integer >= 0\. 0 = every"),

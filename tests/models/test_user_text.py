@@ -88,6 +88,26 @@ def test_training_dropout_masks_text_and_history_per_row():
     assert (keep.numpy() == 1.0).all() and (text.numpy() == 1.0).all()  # inference changes nothing
 
 
+def test_the_config_sets_both_text_dropouts_of_the_built_query_tower():
+    built = make_small_two_tower(
+        make_clustered_dataset(), user_text=True, user_text_dropout=0.8, user_text_history_dropout=0.0
+    )
+    tower = built.model.query_tower
+    assert (tower.user_text_dropout, tower.user_text_history_dropout) == (0.8, 0.0)
+    inputs = {
+        "user": tf.zeros([400], tf.int32),
+        "history": tf.ones([400, 2, 8]),
+        "history_mask": tf.ones([400, 2], bool),
+        "user_text": tf.ones([400, 6]),
+    }
+    tf.random.set_seed(0)
+    text, keep = tower._text_and_history_keep(inputs, training=True)
+    assert 0.1 < (np.abs(text.numpy()).sum(axis=1) > 0).mean() < 0.3  # about 20% keep their text
+    assert (keep.numpy() == 1.0).all()  # history dropout 0: every row keeps its history
+    default = make_small_two_tower(make_clustered_dataset(), user_text=True).model.query_tower
+    assert (default.user_text_dropout, default.user_text_history_dropout) == (0.5, 0.3)
+
+
 def test_user_text_needs_a_precomputed_text_table():
     with pytest.raises(ConfigError, match="user_text=true needs the item text vectors"):
         make_small_two_tower(make_clustered_dataset(), user_text=True, use_text=False)

@@ -104,12 +104,10 @@ class ModelConfig:
         remove_accidental_hits: Mask in-batch negatives that are the positive item itself.
         l2: L2 penalty on id embeddings.
         id_dropout: Training probability of an item's id becoming the OOV row (text for new items).
-        history_encoder: How the query tower reads the history: ``mean`` (pooling), ``cnn``
-            (causal dilated convolutions), ``gru``, ``lstm`` or ``attention`` (causal
-            Transformer blocks with learned positions, SASRec).
+        history_encoder: ``mean`` (pooling), ``cnn`` (causal dilated convolutions), ``gru``,
+            ``lstm`` or ``attention`` (causal Transformer blocks, learned positions; SASRec).
         encoder_width: Width of the history encoder (units, filters or model width).
-        encoder_blocks: Transformer blocks of ``attention``.
-        encoder_heads: Attention heads of ``attention`` (must divide ``encoder_width``).
+        encoder_blocks, encoder_heads: Blocks and heads of ``attention`` (heads divide ``encoder_width``).
         encoder_dropout: Dropout inside ``attention``, ``gru`` and ``lstm``.
         objective: ``interaction`` (one example per interaction, predicted from the items before
             it) or ``next_item`` (SASRec: windows of ``history_length + 1`` items, every position
@@ -121,14 +119,14 @@ class ModelConfig:
         loss: ``full_softmax`` (the catalog; to ~100k items), ``in_batch`` (the batch's positives,
             ``logq_correction``, ``remove_accidental_hits``) or ``gbce`` (gSASRec: ``gbce_negatives``
             uniform negatives per step, calibration ``gbce_t`` in [0, 1]; docs/sequence_models.md).
-        use_user_ids: Learn a user id embedding (with ``use_ids``); false = users are known
-            only by profile and history.
+        use_user_ids: Learn a user id embedding (with ``use_ids``); false = profile and history.
         user_dropout: Probability of treating a training user as unknown (id and profile),
             which trains the unknown-user row: unknown users are then served by their history.
         normalize: L2-normalise both towers' outputs (cosine / ``temperature``); false: raw dots.
-        user_text: Give the query tower an optional user text (a self-description, or a few
-            titles), embedded by the item texts' BERT; in training each user's last 5 items' text
-            vectors stand in for it (docs/user_text.md). Needs ``use_text``, a frozen text tower.
+        user_text: An optional user text for the query tower, embedded by the item texts' BERT (a
+            frozen text tower); in training the last 5 items' text vectors stand in for it
+            (docs/user_text.md). ``user_text_dropout``: training chance of hiding a row's text;
+            ``user_text_history_dropout``: of hiding the history of a row that keeps its text.
         text_whitening: Whiten the frozen item text vectors (PCA, fitted on the catalog).
         text_experts: > 0: a mixture-of-experts adaptor of that many projections on the text.
         text_alignment: > 0: weight of a loss pulling warm items' text toward their id vectors.
@@ -165,6 +163,8 @@ class ModelConfig:
     user_dropout: float = 0.0
     normalize: bool = True
     user_text: bool = False
+    user_text_dropout: float = 0.5
+    user_text_history_dropout: float = 0.3
     text_whitening: bool = False
     text_experts: int = 0
     text_alignment: float = 0.0

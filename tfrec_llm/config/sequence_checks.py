@@ -60,6 +60,20 @@ def sequence_checks(model: Any) -> list[Check]:
             "in [0, 1)",
             "It is the probability of treating a training user as unknown.",
         ),
+        check(
+            0.0 <= model.user_text_dropout < 1.0,
+            "model.user_text_dropout",
+            model.user_text_dropout,
+            "in [0, 1)",
+            "It is the probability of hiding a training row's user text; 1 would never train the text.",
+        ),
+        check(
+            0.0 <= model.user_text_history_dropout < 1.0,
+            "model.user_text_history_dropout",
+            model.user_text_history_dropout,
+            "in [0, 1)",
+            "It is the probability that a row with text loses its history.",
+        ),
         at_least("model.future_window", model.future_window, 1, "1 = the next item (SASRec)."),
         check(
             0.0 <= model.future_weight <= 1.0,

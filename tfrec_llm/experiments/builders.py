@@ -59,7 +59,7 @@ def query_encoder_args(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def _user_text_args(cfg: ModelConfig, text_dim: int) -> dict[str, Any]:
-    """``user_text_dim`` for the query tower when ``model.user_text`` is on (omitted when off).
+    """``user_text_dim`` and the two text dropouts for the query tower with ``model.user_text`` (else none).
 
     Raises:
         ConfigError: ``model.user_text`` without precomputed item text vectors.
@@ -71,7 +71,11 @@ def _user_text_args(cfg: ModelConfig, text_dim: int) -> dict[str, Any]:
             "model.user_text=true needs the item text vectors of a frozen BERT (model.use_text: "
             "true, text.fine_tune_layers: 0); the user's text is embedded by the same BERT."
         )
-    return {"user_text_dim": text_dim}
+    return {
+        "user_text_dim": text_dim,
+        "user_text_dropout": cfg.user_text_dropout,
+        "user_text_history_dropout": cfg.user_text_history_dropout,
+    }
 
 
 def build_two_tower(

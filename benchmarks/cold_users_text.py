@@ -155,10 +155,20 @@ def reading(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def text_described_best(rows: list[dict[str, Any]]) -> tuple[float, str]:
+    """The best TwoTower Recall@10 among the evidence kinds that carry text, and that kind."""
+    scored = [
+        (r["recall@10"], r["evidence"])
+        for r in rows
+        if r["model"].startswith("TwoTower") and "text" in r["evidence"].split("+")
+    ]
+    return max(scored, default=(float("nan"), "none"))
+
+
 def render(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
     """The markdown report."""
     rows = [r for r in records if r["model"] != "_examples"]
-    best = max((r["recall@10"] for r in rows if r["model"].startswith("TwoTower")), default=float("nan"))
+    best, kind = text_described_best(rows)
     verdict = "reached" if best >= TARGET_RECALL else f"missed by {TARGET_RECALL - best:.4f}"
     lines = [
         f"# Cold users (protocol C) by kind of evidence: {meta['data']}",
@@ -177,8 +187,10 @@ def render(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
         "targets; the first 5 are excluded from the ranking under every kind): `profile` = "
         "profile fields only; `items` = the 5 items; `text` = the titles of the 5 items joined "
         "by '; ', embedded by MiniLM at query time; `items+text` = both.",
-        f"- Target: Recall@10 >= {TARGET_RECALL} (best before this work 0.0847 text-free); "
-        f"best TwoTower row here {best:.4f}: {verdict}.",
+        f"- Target (issue 10, users described by text): Recall@10 >= {TARGET_RECALL} with the "
+        f"evidence `text` or `items+text` (best before this work 0.0847 text-free); the best such "
+        f"TwoTower row here is {best:.4f} ({kind}): {verdict}. The `items` row is the text-free "
+        "protocol C, shown for comparison.",
         "",
         "| model | evidence | recall@10 | ndcg@10 | hr@10 | recall@50 |",
         "|---|---|---|---|---|---|",

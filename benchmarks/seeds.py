@@ -53,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--protocol",
         default="loo",
-        help="loo | cold-items | cold-users, or cold-users-select: protocol C rebuilt inside its "
-        "warm users, to choose cold-user settings without reading C's TEST users (default loo)",
+        help="loo | cold-items | cold-users, or a selection split: cold-users-select (protocol C "
+        "rebuilt inside its warm users) or cold-items-select (B rebuilt inside its warm items), to "
+        "choose cold-user / cold-item settings without reading C's or B's TEST (default loo)",
     )
     parser.add_argument("--variant", default="bert", help="model variant (default bert)")
     parser.add_argument("--seeds", type=_ints, default=[42, 1], help="train.seed values (default 42,1)")
@@ -80,13 +81,15 @@ def summarize(values: Sequence[float]) -> tuple[float, float]:
 
 
 def _choose_by(protocol: str) -> str:
-    from tfrec_llm.data.splits import SELECTION_PROTOCOL
+    from tfrec_llm.config.choices import SELECTION_SPLITS
 
-    if protocol == SELECTION_PROTOCOL:
+    reported = SELECTION_SPLITS.get(protocol)
+    if reported is not None:
+        kind = reported.split("-")[1][:-1]  # "user" / "item"
         return (
-            "Under cold-users-select, TEST is the stand-in cold users (20% of protocol C's warm "
-            "users, never C's own): choose a cold-user setting by its TEST columns, then report it "
-            "under cold-users."
+            f"Under {protocol}, TEST is the stand-in cold {kind}s (20% of protocol {reported}'s "
+            f"warm {kind}s, never its own): choose a cold-{kind} setting by its TEST columns, then "
+            f"report it under {reported}."
         )
     return "Choose by VALID."
 

@@ -319,3 +319,6 @@ def test_seeds_table_says_what_to_choose_by_under_each_protocol(bench) -> None:
     assert "Choose by VALID." in loo and "stand-in cold users" not in loo
     assert "Choose by VALID." not in select
     assert "choose a cold-user setting by its TEST columns, then report it under cold-users" in select
+    items = seeds.render_markdown([run], {**meta, "protocol": "cold-items-select"})
+    assert "TEST is the stand-in cold items (20% of protocol cold-items's warm items" in items
+    assert "choose a cold-item setting by its TEST columns, then report it under cold-items" in items

@@ -12,7 +12,12 @@ def test_splits_and_evaluator_use_the_same_lists():
     assert protocols.METRICS is choices.METRICS
     assert choices.PROTOCOLS == ("loo", "cold-items", "cold-users")
     assert splits.SELECTION_PROTOCOL is choices.SELECTION_PROTOCOL
-    assert choices.SPLIT_NAMES == (*choices.PROTOCOLS, "cold-users-select")
+    assert splits.ITEM_SELECTION_PROTOCOL is choices.ITEM_SELECTION_PROTOCOL
+    assert choices.SPLIT_NAMES == (*choices.PROTOCOLS, "cold-users-select", "cold-items-select")
+    assert dict(choices.SELECTION_SPLITS) == {
+        "cold-users-select": "cold-users",
+        "cold-items-select": "cold-items",
+    }
     assert choices.METRICS == ("recall", "hr", "ndcg")
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tfrec_llm.config.choices import SPLIT_NAMES
 from tfrec_llm.data import splits
 from tfrec_llm.data.schema import RecDataset
 from tfrec_llm.errors import ConfigError, DataError
@@ -125,8 +126,8 @@ def test_make_split_rejects_unknown_protocol():
     with pytest.raises(
         ConfigError,
         match=r"protocol='random' is unknown; use one of "
-        r"\('loo', 'cold-items', 'cold-users'\) \(or 'cold-users-select' to choose cold-user "
-        r"settings\)",
+        r"\('loo', 'cold-items', 'cold-users'\) \(or 'cold-users-select' / 'cold-items-select' to "
+        r"choose cold-user / cold-item settings\)",
     ):
         splits.make_split(_dataset(TIE_ROWS), "random")
 
@@ -178,7 +179,7 @@ def test_repeated_targets_are_deduplicated_and_never_excluded():
 
 def test_make_split_is_deterministic():
     ds = _dataset(TIE_ROWS + [("3", str(k), k) for k in range(1, 9)])
-    for protocol in (*splits.PROTOCOLS, splits.SELECTION_PROTOCOL):
+    for protocol in SPLIT_NAMES:
         a, b = splits.make_split(ds, protocol), splits.make_split(ds, protocol)
         pd.testing.assert_frame_equal(a.train, b.train)
         pd.testing.assert_frame_equal(a.train_valid, b.train_valid)
@@ -221,6 +222,15 @@ def _reference(rows, catalog, all_users, protocol, seed=42):
         all_users = [u for u in all_users if u not in c_cold]
         seqs = {u: seq for u, seq in seqs.items() if u not in c_cold}
         protocol = "cold-users"
+    if protocol == "cold-items-select":
+        # B's own cold items leave every sequence; B's construction is then repeated on the rest.
+        ids = sorted(catalog, key=int)
+        b_cold = set(
+            np.random.default_rng(seed).choice(ids, size=round(0.2 * len(ids)), replace=False).tolist()
+        )
+        catalog = [i for i in catalog if i not in b_cold]
+        seqs = {u: [i for i in seq if i not in b_cold] for u, seq in seqs.items()}
+        protocol = "cold-items"
     ids = sorted(catalog if protocol == "cold-items" else all_users, key=int)
     cold = set(np.random.default_rng(seed).choice(ids, size=round(0.2 * len(ids)), replace=False).tolist())
     for user, seq in seqs.items():
@@ -254,7 +264,7 @@ def _random_rows(seed, n_users=12, n_items=15):
     return [rows[k] for k in order]
 
 
-@pytest.mark.parametrize("protocol", [*splits.PROTOCOLS, splits.SELECTION_PROTOCOL])
+@pytest.mark.parametrize("protocol", SPLIT_NAMES)
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_split_matches_pure_python_reference(protocol, seed):
     rows = _random_rows(seed)
@@ -272,6 +282,11 @@ def test_split_matches_pure_python_reference(protocol, seed):
     if protocol == "cold-items":
         np.testing.assert_array_equal(split.test.candidate_ids, split.cold_item_ids)
         assert len(split.cold_item_ids) == round(0.2 * 17)
+    if protocol == "cold-items-select":  # 20% of B's 14 warm items stand in, candidates only them
+        np.testing.assert_array_equal(split.test.candidate_ids, split.cold_item_ids)
+        assert len(split.cold_item_ids) == round(0.2 * 14)
+        b_cold = splits.make_split(ds, "cold-items").cold_item_ids
+        assert not set(split.cold_item_ids) & set(b_cold)
 
 
 # ----------------------------------------------------------------------------- real ML-100K
@@ -425,6 +440,29 @@ def test_ml100k_cold_user_selection_never_reads_protocol_c_users(ml100k, referen
     first5 = reference[reference["pos"] < 5].groupby("user")["item"].agg(list)
     for user, history in zip(split.test.user_ids, split.test.histories, strict=True):
         assert [int(i) for i in history] == first5[int(user)]
+
+
+def test_ml100k_cold_item_selection_never_reads_protocol_b_items(ml100k, reference):
+    catalog = np.arange(1, 1683)
+    b_cold = np.random.default_rng(42).choice(catalog, size=round(0.2 * 1682), replace=False)
+    warm = np.setdiff1d(catalog, b_cold)
+    stand_in = np.random.default_rng(42).choice(warm, size=round(0.2 * len(warm)), replace=False)
+    split = splits.make_split(ml100k, "cold-items-select")
+    assert split.protocol == "cold-items-select"
+    assert sorted(int(i) for i in split.cold_item_ids) == sorted(stand_in.tolist())
+    assert len(split.cold_item_ids) == 269
+    np.testing.assert_array_equal(split.test.candidate_ids, split.cold_item_ids)
+    b_items = {str(i) for i in b_cold}
+    seen = set(split.train_valid["item_id"]) | {i for t in split.test.targets for i in t}
+    assert not seen & b_items
+    assert not set(split.train_valid["item_id"]) & set(split.cold_item_ids)
+    rest = reference[~reference["item"].isin(b_cold) & ~reference["item"].isin(stand_in)]
+    assert len(split.train_valid) == len(rest)
+    held = reference[reference["item"].isin(stand_in)]
+    assert len(split.test.user_ids) == held["user"].nunique()
+    assert sum(len(t) for t in split.test.targets) == len(held)
+    rest_sizes = rest.groupby("user").size()
+    assert len(split.valid.user_ids) == int((rest_sizes >= 2).sum())
 
 
 @pytest.mark.parametrize(

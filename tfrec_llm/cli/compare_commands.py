@@ -36,7 +36,8 @@ def add_subcommands(subparsers: Any) -> None:
         default=None,
         choices=SPLIT_NAMES,
         help="protocol to evaluate under (default: the run folder's parent name, else eval.protocol); "
-        "cold-users-select: protocol C rebuilt inside its warm users (benchmarks/seeds.py)",
+        "cold-users-select / cold-items-select: protocol C / B rebuilt inside its warm users / items "
+        "(benchmarks/seeds.py)",
     )
     p.add_argument("--split", default="test", choices=("valid", "test"), help="task (default test)")
     p.add_argument("--metric", default="ndcg", choices=("ndcg", "recall", "hr"), help="default ndcg")

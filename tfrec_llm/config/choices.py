@@ -17,7 +17,16 @@ SELECTION_PROTOCOL = "cold-users-select"
 """Protocol C rebuilt inside its warm users (`tfrec_llm.data.splits.split_cold_user_selection`):
 a split to choose cold-user settings on, never a protocol to report."""
 
-SPLIT_NAMES = (*PROTOCOLS, SELECTION_PROTOCOL)
+ITEM_SELECTION_PROTOCOL = "cold-items-select"
+"""Protocol B rebuilt inside its warm items (`tfrec_llm.data.splits.split_cold_item_selection`):
+a split to choose cold-item settings on, never a protocol to report."""
+
+SELECTION_SPLITS: Mapping[str, str] = types.MappingProxyType(
+    {SELECTION_PROTOCOL: "cold-users", ITEM_SELECTION_PROTOCOL: "cold-items"}
+)
+"""Each selection split and the protocol its choice is reported under."""
+
+SPLIT_NAMES = (*PROTOCOLS, SELECTION_PROTOCOL, ITEM_SELECTION_PROTOCOL)
 """Every name `tfrec_llm.data.splits.make_split` accepts."""
 
 METRICS = ("recall", "hr", "ndcg")
@@ -168,9 +177,11 @@ __all__ = [
     "OBJECTIVES",
     "OPTIMIZERS",
     "POOLINGS",
+    "ITEM_SELECTION_PROTOCOL",
     "PROTOCOLS",
     "REPORT_VARIANTS",
     "SELECTION_PROTOCOL",
+    "SELECTION_SPLITS",
     "SPLIT_NAMES",
     "TWO_STAGE_PROTOCOL",
     "TWO_STAGE_VARIANT",

@@ -11,6 +11,10 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from tfrec_llm.config.choices import ITEM_SELECTION_PROTOCOL, SELECTION_PROTOCOL
+from tfrec_llm.data.schema import USER_ID, RecDataset
+from tfrec_llm.errors import DataError
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalTask:
@@ -57,3 +61,32 @@ class Split:
     test: EvalTask
     cold_item_ids: np.ndarray
     cold_user_ids: np.ndarray
+
+
+_NEEDS = {
+    "loo": "users with at least 3 interactions",
+    "cold-items": "users with interactions of warm items, and items enough to hold 20% out",
+    "cold-users": "warm users with at least 2 interactions, and users enough to hold 20% out",
+    SELECTION_PROTOCOL: "warm users with at least 2 interactions, and users enough to hold 20% out twice",
+    ITEM_SELECTION_PROTOCOL: "users with interactions of warm items, and items enough to hold 20% out twice",
+}
+
+
+def check_usable(dataset: RecDataset, split: Split) -> None:
+    """Raises one clear DataError when ``split`` leaves nothing to train on or to evaluate.
+
+    Called before training (``experiments.prepare``); `make_split` itself returns such splits.
+
+    Raises:
+        DataError: If TRAIN, VALID or TEST is empty, naming the sizes and what the protocol needs.
+    """
+    sizes = {"TRAIN": len(split.train), "VALID": len(split.valid.user_ids), "TEST": len(split.test.user_ids)}
+    empty = [name for name, n in sizes.items() if n == 0]
+    if empty:
+        inter = dataset.interactions
+        raise DataError(
+            f"too few interactions to split under protocol {split.protocol!r}: "
+            f"{len(inter)} interactions of {inter[USER_ID].nunique()} users leave "
+            f"{sizes['TRAIN']} TRAIN interactions, {sizes['VALID']} VALID and {sizes['TEST']} TEST "
+            f"users ({' and '.join(empty)} empty). It needs {_NEEDS[split.protocol]}."
+        )

@@ -1,8 +1,9 @@
 """The evaluation protocols of docs/evaluation.md: ``loo``, ``cold-items``, ``cold-users``.
 
-Also protocol C's model-selection twin, ``cold-users-select`` (:data:`SELECTION_PROTOCOL`): C's
-cold users are dropped and C's own construction is repeated inside its warm users, so that a
-setting meant for cold users is chosen without reading C's TEST users.
+Also the model-selection twins of B and C, ``cold-items-select`` (:data:`ITEM_SELECTION_PROTOCOL`)
+and ``cold-users-select`` (:data:`SELECTION_PROTOCOL`): the protocol's cold items or users are
+dropped and its own construction is repeated inside the warm ones, so that a setting meant for
+cold items or users is chosen without reading the protocol's TEST.
 
 This is the one module that turns interactions into train frames and evaluation tasks; every
 model and baseline goes through it. All functions are pure: inputs are never modified.
@@ -32,7 +33,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from tfrec_llm.config.choices import PROTOCOLS, SELECTION_PROTOCOL
+from tfrec_llm.config.choices import ITEM_SELECTION_PROTOCOL, PROTOCOLS, SELECTION_PROTOCOL
 from tfrec_llm.data.schema import (
     ITEM_ID,
     USER_ID,
@@ -51,8 +52,8 @@ from tfrec_llm.data.split_order import (
     tie_priority,
     unique_codes,
 )
-from tfrec_llm.data.split_types import EvalTask, Split
-from tfrec_llm.errors import ConfigError, DataError
+from tfrec_llm.data.split_types import EvalTask, Split, check_usable
+from tfrec_llm.errors import ConfigError
 
 __all__ = [
     "COLD_FRACTION",
@@ -63,11 +64,13 @@ __all__ = [
     "SELECTION_PROTOCOL",
     "TIE_KEY",
     "TIE_KEY_SEED",
+    "ITEM_SELECTION_PROTOCOL",
     "EvalTask",
     "Split",
     "assign_tie_keys",
     "check_usable",
     "make_split",
+    "split_cold_item_selection",
     "split_cold_items",
     "split_cold_user_selection",
     "split_cold_users",
@@ -211,21 +214,46 @@ def split_cold_items(interactions: pd.DataFrame, items: pd.DataFrame, *, seed: i
         The split with ``cold_item_ids`` set.
     """
     item_ids = _check(interactions, items, "split_cold_items")
-    cold = _choose(item_ids, seed)
     rows = chronological_rows(interactions, sort_ids(interactions[USER_ID]), item_ids, "split_cold_items")
-    is_cold = np.isin(rows.item, id_positions(cold, item_ids))
-    valid = _last_of_warm(rows, ~is_cold, "cold-items")
-    train = ~is_cold & ~valid
+    return _cold_item_split(rows, _choose(item_ids, seed), np.zeros(len(rows.item), bool), "cold-items")
+
+
+def _cold_item_split(rows: ChronologicalRows, cold: np.ndarray, dropped: np.ndarray, protocol: str) -> Split:
+    """Protocol B's construction on ``rows`` with ``cold`` items; ``dropped`` rows are in no part."""
+    is_cold = np.isin(rows.item, id_positions(cold, rows.item_ids))
+    warm = ~is_cold & ~dropped
+    valid = _last_of_warm(rows, warm, protocol)
+    train = warm & ~valid
     return Split(
-        protocol="cold-items",
-        item_ids=item_ids,
+        protocol=protocol,
+        item_ids=rows.item_ids,
         train=rows.take(train),
-        train_valid=rows.take(~is_cold),
-        valid=_task("valid", rows, train, valid, None, "cold-items"),
-        test=_task("test", rows, ~is_cold, is_cold, cold, "cold-items"),
+        train_valid=rows.take(warm),
+        valid=_task("valid", rows, train, valid, None, protocol),
+        test=_task("test", rows, warm, is_cold, cold, protocol),
         cold_item_ids=cold,
         cold_user_ids=np.asarray([], dtype=object),
     )
+
+
+def split_cold_item_selection(interactions: pd.DataFrame, items: pd.DataFrame, *, seed: int) -> Split:
+    """Protocol B's model-selection twin (``cold-items-select``), never reporting quality.
+
+    Every interaction with one of protocol B's cold items (``split_cold_items``, same ``seed``)
+    is dropped; those items stay in the catalog but are never candidates. 20% of B's warm items,
+    drawn the same way from the warm ids, play the cold items: left out of TRAIN, they are the
+    ``test`` candidates. Choose a cold-item setting by this split's ``test`` task, report it on B.
+
+    Returns:
+        The split, ``protocol`` ``"cold-items-select"``, ``cold_item_ids`` the stand-in items.
+    """
+    item_ids = _check(interactions, items, ITEM_SELECTION_PROTOCOL)
+    b_cold = _choose(item_ids, seed)
+    stand_in = _choose(item_ids[~np.isin(item_ids, b_cold)], seed)
+    users = sort_ids(interactions[USER_ID])
+    rows = chronological_rows(interactions, users, item_ids, ITEM_SELECTION_PROTOCOL)
+    dropped = np.isin(rows.item, id_positions(b_cold, item_ids))
+    return _cold_item_split(rows, stand_in, dropped, ITEM_SELECTION_PROTOCOL)
 
 
 def split_cold_users(
@@ -322,12 +350,13 @@ def split_cold_user_selection(
 def make_split(dataset: RecDataset, protocol: str) -> Split:
     """Splits a data set under one of ``PROTOCOLS`` with the seeds of docs/evaluation.md.
 
-    ``SELECTION_PROTOCOL`` (``"cold-users-select"``) is accepted too: a split to choose
-    cold-user settings on, not a protocol to report (`split_cold_user_selection`).
+    The selection twins ``"cold-users-select"`` and ``"cold-items-select"`` are accepted too:
+    splits to choose settings on, not protocols to report (`split_cold_user_selection`,
+    `split_cold_item_selection`).
 
     Args:
         dataset: The canonical data set.
-        protocol: ``"loo"``, ``"cold-items"``, ``"cold-users"`` or ``"cold-users-select"``.
+        protocol: One of ``config.choices.SPLIT_NAMES``.
 
     Returns:
         The :class:`Split`.
@@ -345,35 +374,9 @@ def make_split(dataset: RecDataset, protocol: str) -> Split:
         return split_cold_user_selection(
             dataset.interactions, dataset.items, dataset.users, seed=PROTOCOL_SEED
         )
+    if protocol == ITEM_SELECTION_PROTOCOL:
+        return split_cold_item_selection(dataset.interactions, dataset.items, seed=PROTOCOL_SEED)
     raise ConfigError(
-        f"protocol={protocol!r} is unknown; use one of {PROTOCOLS} (or {SELECTION_PROTOCOL!r} "
-        "to choose cold-user settings)."
+        f"protocol={protocol!r} is unknown; use one of {PROTOCOLS} (or {SELECTION_PROTOCOL!r} / "
+        f"{ITEM_SELECTION_PROTOCOL!r} to choose cold-user / cold-item settings)."
     )
-
-
-_NEEDS = {
-    "loo": "users with at least 3 interactions",
-    "cold-items": "users with interactions of warm items, and items enough to hold 20% out",
-    "cold-users": "warm users with at least 2 interactions, and users enough to hold 20% out",
-    SELECTION_PROTOCOL: "warm users with at least 2 interactions, and users enough to hold 20% out twice",
-}
-
-
-def check_usable(dataset: RecDataset, split: Split) -> None:
-    """Raises one clear DataError when ``split`` leaves nothing to train on or to evaluate.
-
-    Called before training (``experiments.prepare``); `make_split` itself returns such splits.
-
-    Raises:
-        DataError: If TRAIN, VALID or TEST is empty, naming the sizes and what the protocol needs.
-    """
-    sizes = {"TRAIN": len(split.train), "VALID": len(split.valid.user_ids), "TEST": len(split.test.user_ids)}
-    empty = [name for name, n in sizes.items() if n == 0]
-    if empty:
-        inter = dataset.interactions
-        raise DataError(
-            f"too few interactions to split under protocol {split.protocol!r}: "
-            f"{len(inter)} interactions of {inter[USER_ID].nunique()} users leave "
-            f"{sizes['TRAIN']} TRAIN interactions, {sizes['VALID']} VALID and {sizes['TEST']} TEST "
-            f"users ({' and '.join(empty)} empty). It needs {_NEEDS[split.protocol]}."
-        )

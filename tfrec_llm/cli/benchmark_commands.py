@@ -46,6 +46,8 @@ BENCHMARKS = {
     "100k-5M random items; writes ann.json/.md",
     "cold_items_adaptors": "protocol B with the text adaptors (whitening, MoE, alignment) beside "
     "the content peers; writes cold_items_adaptors.json/.md",
+    "cold_items_transfer": "protocol B with new items scored through their text neighbours' item-item "
+    "rows, the setting chosen on cold-items-select; writes cold_items_transfer.json/.md",
     "cold_users_text": "protocol C with each kind of cold-user evidence (profile, first items, "
     "their titles as text); writes cold_users_text.json/.md",
     "cold_users_prior": "protocol C with the popularity prior (model.popularity_prior), beta "

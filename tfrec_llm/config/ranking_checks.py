@@ -87,6 +87,24 @@ def check_ranking(cfg: RankingConfig) -> None:
             "0 unless ranking.residual=true (its weight is fitted against the retrieval scores)",
         ),
         (
+            cfg.cold_item_neighbours >= 0,
+            "cold_item_neighbours",
+            cfg.cold_item_neighbours,
+            "an integer >= 0 (0 = off; e.g. 100)",
+        ),
+        (
+            not cfg.cold_item_neighbours or cfg.item_item_l2 > 0.0,
+            "cold_item_neighbours",
+            cfg.cold_item_neighbours,
+            "0 unless ranking.item_item_l2 > 0 (new items borrow the item-item table's rows and columns)",
+        ),
+        (
+            math.isfinite(cfg.cold_item_power) and cfg.cold_item_power >= 0.0,
+            "cold_item_power",
+            cfg.cold_item_power,
+            "an exponent >= 0 (e.g. 8)",
+        ),
+        (
             cfg.retrieval_weight + cfg.ranking_weight > 0.0,
             "ranking_weight",
             cfg.ranking_weight,

@@ -50,6 +50,12 @@ class RankingConfig:
             ranker, ``w * sum over the history of B[h, c]`` with ``B`` the EASE weights of
             TRAIN at this ridge strength and ``w`` fitted on the fit lists (the listwise loss
             is convex in ``w``); 0 = off. Dense [items, items]: catalogs up to 20,000 items.
+        cold_item_neighbours: > 0 (needs ``item_item_l2`` and item text): an item without
+            TRAIN interactions (a new item) takes the item-item rows and columns of its this
+            many nearest warm items by text cosine (`tfrec_llm.models.cold_transfer`), and the
+            ranker scores it by the item-item term alone: its retrieval score and ``f`` rank new
+            items worse (docs/cold_items.md); 0 = off.
+        cold_item_power: The neighbours' weights are ``max(cos, 0) ** power``, normalised.
     """
 
     objective: str = "rating"
@@ -68,6 +74,8 @@ class RankingConfig:
     residual: bool = False
     holdout: float = 0.2
     item_item_l2: float = 0.0
+    cold_item_neighbours: int = 0
+    cold_item_power: float = 8.0
 
     def __post_init__(self) -> None:
         check_ranking(self)

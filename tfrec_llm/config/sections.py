@@ -224,7 +224,9 @@ class EvalConfig:
         two_stage: Also score the two-stage pipeline under protocol A (``loo``): the ``bert``
             model's top ``ranking.num_candidates`` re-ranked by the ranking model (trained
             first if missing), a row named "<model> two-stage" beside retrieval alone;
-            ``tfrec-llm run`` then also exports ``ranking`` (docs/two_stage.md).
+            ``tfrec-llm run`` then also exports ``ranking`` (docs/two_stage.md). With
+            ``ranking.cold_item_neighbours`` also under ``cold-items``, where that protocol's
+            ranking model scores every candidate (docs/cold_items.md).
     """
 
     protocol: str = "loo"

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tfrec_llm.atomic_io import atomic_path, write_json
 from tfrec_llm.config import ExperimentConfig
 from tfrec_llm.data.schema import ITEM_ID, TIMESTAMP, USER_ID
+from tfrec_llm.errors import ConfigError
 from tfrec_llm.experiments.prepare import Prepared
 from tfrec_llm.experiments.runs import (
     RESULT,
@@ -133,7 +134,7 @@ def load_or_train_ranking(
     bias = float(train["rating"].mean()) if cfg.ranking.objective == "rating" and "rating" in train else 0.0
     seed_everything(cfg)
 
-    item_item: tuple[np.ndarray, float] | None = None  # (B, w) once fitted, before training
+    item_item: tuple[Any, ...] | None = None  # (B, w[, known]) once fitted, before training
 
     def build() -> RankingModel:
         model = build_ranking_model(cfg, prepared.catalog, text, output_bias=bias)
@@ -235,17 +236,24 @@ def _serving_examples(
 
 def _fit_item_item(
     cfg: ExperimentConfig, prepared: Prepared, fit: dict[str, Any], held_out: dict[str, Any]
-) -> tuple[tuple[np.ndarray, float], dict[str, Any]]:
-    """(B, w) of ``ranking.item_item_l2``: EASE on TRAIN, ``w`` on the fit lists; and what to record."""
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(B, w[, known]) of ``ranking.item_item_l2``: EASE on TRAIN, ``w`` on the fit lists; the record.
+
+    With ``ranking.cold_item_neighbours`` the items without TRAIN interactions take their rows
+    and columns from their text neighbours, and their retrieval term is dropped in the fit as
+    in the model (``known``; ``f`` is 0 while ``w`` is fitted).
+    """
     from tfrec_llm.models.item_item import ease_weights, interaction_matrix
     from tfrec_llm.training.item_item_fit import fit_item_item_weight, list_item_item_scores, listwise_loss
 
     catalog, train = prepared.catalog, prepared.split.train
     users = catalog.user_index(train[USER_ID].to_numpy(dtype=object))
     items = catalog.item_index(train[ITEM_ID].to_numpy(dtype=object))
-    table = ease_weights(
-        interaction_matrix(users, items, catalog.num_users, catalog.num_items), cfg.ranking.item_item_l2
-    )
+    matrix = interaction_matrix(users, items, catalog.num_users, catalog.num_items)
+    table = ease_weights(matrix, cfg.ranking.item_item_l2)
+    known = None
+    if cfg.ranking.cold_item_neighbours:
+        table, known, fit, held_out = _transfer_to_new_items(cfg, prepared, matrix, table, fit, held_out)
     weight, loss, loss_without = fit_item_item_weight(fit, table, cfg.model.temperature)
     base = np.asarray(held_out["retrieval_score"], np.float64) / cfg.model.temperature
     feature = list_item_item_scores(table, held_out["history"], held_out["item"])
@@ -257,8 +265,32 @@ def _fit_item_item(
             round(listwise_loss(base, feature, labels, 0.0), 6),
             round(listwise_loss(base, feature, labels, weight), 6),
         ],
+        **({"cold_items_transferred": int((~known).sum())} if known is not None else {}),
     }
-    return (table, weight), record
+    return ((table, weight) if known is None else (table, weight, known)), record
+
+
+def _transfer_to_new_items(
+    cfg: ExperimentConfig, prepared: Prepared, matrix: Any, table: np.ndarray, *lists: dict[str, Any]
+) -> tuple[Any, ...]:
+    """(table with new items' rows/columns from text neighbours, known mask, lists without their
+    new items' retrieval scores)."""
+    from tfrec_llm.models.cold_transfer import transfer_item_item
+
+    if prepared.text_embeddings is None:
+        raise ConfigError(
+            "ranking.cold_item_neighbours > 0 finds new items' neighbours by their frozen text "
+            "vectors; this run has none (model.use_text=false, or text.fine_tune_layers != 0). Set "
+            "ranking.cold_item_neighbours=0."
+        )
+    known = np.asarray(matrix.sum(axis=0)).ravel() > 0
+    k, power = cfg.ranking.cold_item_neighbours, cfg.ranking.cold_item_power
+    table = transfer_item_item(table, prepared.text_embeddings, known, k, power)
+    masked = [
+        {**lst, "retrieval_score": np.asarray(lst["retrieval_score"]) * known[np.maximum(lst["item"], 0)]}
+        for lst in lists
+    ]
+    return (table, known, *masked)
 
 
 def ranking_trained(cfg: ExperimentConfig, protocol: str = "loo") -> bool:

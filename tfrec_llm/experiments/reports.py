@@ -85,10 +85,10 @@ def evaluate_protocols(
     Args:
         cfg: Experiment config.
         protocols: Protocols to evaluate under.
-        variants: Model variants, beside the baselines of ``eval.baselines``. With
-            ``eval.two_stage``, protocol ``loo`` and ``bert`` among them, the ``bert`` model
-            re-ranked by the ranking model is scored too, as "<bert's name> two-stage" (its
-            fit seconds: both trainings).
+        variants: Model variants, beside the baselines of ``eval.baselines``. With ``bert``
+            among them, under each of `two_stage_protocols`, the ``bert`` model followed by that
+            protocol's ranking model is scored too, as "<bert's name> two-stage" (its fit
+            seconds: both trainings).
         verbose: Keras progress bars while training.
         if_missing: A model not trained yet: ``train`` it, or ``error`` (`MissingRunError`,
             checked before any data is read; see ``experiments.runs.load_or_train``).
@@ -96,9 +96,9 @@ def evaluate_protocols(
     Returns:
         (records, the prepared data per protocol).
     """
-    two_stage = cfg.eval.two_stage and TWO_STAGE_PROTOCOL in protocols and TWO_STAGE_VARIANT in variants
+    staged = [p for p in two_stage_protocols(cfg) if p in protocols] if TWO_STAGE_VARIANT in variants else []
     if if_missing == "error":
-        extra = [(TWO_STAGE_PROTOCOL, RANKING_VARIANT)] if two_stage else []
+        extra = [(p, RANKING_VARIANT) for p in staged]
         require_trained(cfg, [(p, v) for p in protocols for v in variants] + extra, "evaluate")
     dataset = load_dataset(cfg.data)
     records: list[dict[str, Any]] = []
@@ -113,7 +113,7 @@ def evaluate_protocols(
             name = VARIANT_NAMES[variant]
             scorers.append(TwoTowerScorer(model, prepared.catalog, name=name))
             fit_seconds[name] = float(info["train_seconds"])
-            if two_stage and protocol == TWO_STAGE_PROTOCOL and variant == TWO_STAGE_VARIANT:
+            if protocol in staged and variant == TWO_STAGE_VARIANT:
                 ranking, ranking_info = load_or_train_ranking(
                     cfg,
                     prepared,
@@ -123,14 +123,25 @@ def evaluate_protocols(
                     retrieval_model=model,
                 )
                 first = scorers[-1]
-                scorers.append(
-                    TwoStageScorer(
-                        first, ranking, prepared.catalog, cfg.ranking.num_candidates, name=f"{name} two-stage"
-                    )
+                # under cold-items the ranker scores every candidate, as the `score` signature does
+                n = (
+                    cfg.ranking.num_candidates
+                    if protocol == TWO_STAGE_PROTOCOL
+                    else prepared.catalog.num_items
                 )
+                scorers.append(TwoStageScorer(first, ranking, prepared.catalog, n, name=f"{name} two-stage"))
                 fit_seconds[f"{name} two-stage"] = fit_seconds[name] + float(ranking_info["train_seconds"])
         records += timed_records(scorers, prepared.split, cfg.eval.ks, fit_seconds)
     return records, prepared_by_protocol
+
+
+def two_stage_protocols(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The protocols whose two-stage row ``evaluate`` adds: none without ``eval.two_stage``; ``loo``
+    (the top ``ranking.num_candidates`` re-ranked); and ``cold-items`` with
+    ``ranking.cold_item_neighbours`` (every candidate ranked, new items by their neighbours)."""
+    if not cfg.eval.two_stage:
+        return ()
+    return (TWO_STAGE_PROTOCOL, *(("cold-items",) if cfg.ranking.cold_item_neighbours else ()))
 
 
 def test_table(records: Sequence[Mapping[str, Any]]) -> str:

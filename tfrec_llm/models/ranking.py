@@ -13,7 +13,10 @@ With ``item_item`` the score also gets ``w * sum_{i in history} B[i, c]``: an it
 collaborative score (``B`` the EASE weights of TRAIN, `tfrec_llm.models.item_item`, a
 non-trainable table) times a scalar ``w`` that is fitted, not trained by gradient steps
 (``set_item_item``, docs/two_stage.md). ``w`` is 0 until set, so the model then scores as
-without it.
+without it. With ``cold_item_transfer`` a per-item mask (``item_known``, set with the table)
+drops the retrieval term and ``f`` of items without TRAIN interactions: a new item is scored by
+the item-item term alone, its rows and columns borrowed from its text neighbours
+(`tfrec_llm.models.cold_transfer`). Neither learned term has seen such an item as a positive.
 
 With ``residual_temperature`` T > 0 the model is a residual on the first stage: the score is
 ``retrieval_score / T + f(x0)``, ``f``'s output unit initialised at zero, so an untrained model
@@ -93,6 +96,8 @@ class RankingModel(tfrs.Model):
             at initialisation); needs the retrieval scores. 0: the network's output alone.
         item_item: Add ``item_item_weight * sum over the history of item_item_table[h, c]``
             (both set by `set_item_item`; 0 until then).
+        cold_item_transfer: With ``item_item``: the retrieval term and ``f`` of a candidate count
+            only where ``item_known`` (set by `set_item_item`, all ones until then) is 1.
 
     Example:
         >>> model = RankingModel(
@@ -115,6 +120,7 @@ class RankingModel(tfrs.Model):
         output_bias: float = 0.0,
         residual_temperature: float = 0.0,
         item_item: bool = False,
+        cold_item_transfer: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -130,6 +136,9 @@ class RankingModel(tfrs.Model):
         self.output_bias = float(output_bias)
         self.residual_temperature = float(residual_temperature)
         self.item_item = bool(item_item)
+        self.cold_item_transfer = bool(cold_item_transfer)
+        if self.cold_item_transfer and not self.item_item:
+            raise ConfigError("RankingModel: cold_item_transfer=True needs item_item=True")
         self.item_tower = ItemTower(**self.item_tower_config)
         self.query_tower = QueryTower(**self.query_tower_config)
         self.cross_network = CrossNetwork(name="cross_network", **self.cross_config)
@@ -148,20 +157,36 @@ class RankingModel(tfrs.Model):
             check_item_item_size(n)
             self.item_item_table = tf.Variable(tf.zeros([n, n]), trainable=False, name="item_item_table")
             self.item_item_weight = tf.Variable(0.0, trainable=False, name="item_item_weight")
+        self.item_known: tf.Variable | None = None
+        if self.cold_item_transfer:
+            n = self.item_tower.num_items
+            self.item_known = tf.Variable(tf.ones([n]), trainable=False, name="item_known")
 
-    def set_item_item(self, table: np.ndarray, weight: float) -> None:
+    def set_item_item(self, table: np.ndarray, weight: float, known: np.ndarray | None = None) -> None:
         """Loads the [num_items, num_items] item-item weights and their scalar weight ``w``.
 
+        ``known`` ([num_items] bool, True for items with TRAIN interactions) is required with
+        ``cold_item_transfer`` and refused without it.
+
         Raises:
-            ConfigError: The model was built without ``item_item``, or ``table`` has the wrong shape.
+            ConfigError: The model was built without ``item_item``, ``table`` or ``known`` has
+                the wrong shape, or ``known`` is given without ``cold_item_transfer`` (or missing
+                with it).
         """
         if self.item_item_table is None or self.item_item_weight is None:
             raise ConfigError("RankingModel.set_item_item: the model was built with item_item=False")
         n = self.item_tower.num_items
         if tuple(np.shape(table)) != (n, n):
             raise ConfigError(f"RankingModel.set_item_item: table shape {np.shape(table)}, expected {(n, n)}")
+        if (known is None) != (self.item_known is None) or (known is not None and np.shape(known) != (n,)):
+            raise ConfigError(
+                f"RankingModel.set_item_item: known {None if known is None else np.shape(known)} with "
+                f"cold_item_transfer={self.cold_item_transfer}; pass a [{n}] mask exactly when it is on"
+            )
         self.item_item_table.assign(np.asarray(table, np.float32))
         self.item_item_weight.assign(float(weight))
+        if self.item_known is not None:
+            self.item_known.assign(np.asarray(known, np.float32))
 
     def item_item_scores(self, history: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
         """[batch, N] ``sum_{h in history, h >= 0} table[h, c]`` of [batch, L] histories, [batch, N] items."""
@@ -235,6 +260,8 @@ class RankingModel(tfrs.Model):
         scores = tf.reshape(self.output_layer(crossed), tf.shape(items))
         if self.residual_temperature > 0.0:
             scores += tf.cast(retrieval_scores, tf.float32) / self.residual_temperature
+        if self.item_known is not None:  # a new item: the item-item term alone
+            scores *= tf.gather(self.item_known, tf.maximum(items, 0))
         if self.item_item_weight is not None:
             if history is None:
                 raise ConfigError("RankingModel: item_item=True needs the users' histories (history=)")
@@ -314,6 +341,7 @@ class RankingModel(tfrs.Model):
             "output_bias": self.output_bias,
             "residual_temperature": self.residual_temperature,
             **({"item_item": True} if self.item_item else {}),
+            **({"cold_item_transfer": True} if self.cold_item_transfer else {}),
         }
 
     @classmethod

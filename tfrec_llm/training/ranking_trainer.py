@@ -127,6 +127,7 @@ def ranking_model_config(
         "output_bias": output_bias,
         "residual_temperature": model.temperature if ranking.residual else 0.0,
         "item_item": ranking.item_item_l2 > 0,
+        **({"cold_item_transfer": True} if ranking.cold_item_neighbours > 0 else {}),
     }
 
 

@@ -163,6 +163,15 @@ def _last_of_warm(rows: ChronologicalRows, warm: np.ndarray, protocol: str) -> n
     return valid
 
 
+def _warm_parts(
+    rows: ChronologicalRows, is_cold: np.ndarray, dropped: np.ndarray, protocol: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(warm, VALID, TRAIN) row masks of a cold protocol: warm = neither cold nor dropped."""
+    warm = ~is_cold & ~dropped
+    valid = _last_of_warm(rows, warm, protocol)
+    return warm, valid, warm & ~valid
+
+
 def split_leave_last_out(interactions: pd.DataFrame, items: pd.DataFrame) -> Split:
     """Protocol A (``loo``): last interaction -> TEST, second-to-last -> VALID, rest -> TRAIN.
 
@@ -221,9 +230,7 @@ def split_cold_items(interactions: pd.DataFrame, items: pd.DataFrame, *, seed: i
 def _cold_item_split(rows: ChronologicalRows, cold: np.ndarray, dropped: np.ndarray, protocol: str) -> Split:
     """Protocol B's construction on ``rows`` with ``cold`` items; ``dropped`` rows are in no part."""
     is_cold = np.isin(rows.item, id_positions(cold, rows.item_ids))
-    warm = ~is_cold & ~dropped
-    valid = _last_of_warm(rows, warm, protocol)
-    train = warm & ~valid
+    warm, valid, train = _warm_parts(rows, is_cold, dropped, protocol)
     return Split(
         protocol=protocol,
         item_ids=rows.item_ids,
@@ -289,9 +296,7 @@ def split_cold_users(
 def _cold_user_split(rows: ChronologicalRows, cold: np.ndarray, dropped: np.ndarray, protocol: str) -> Split:
     """Protocol C's construction on ``rows`` with ``cold`` users; ``dropped`` rows are in no part."""
     is_cold = np.isin(rows.user, id_positions(cold, rows.user_ids))
-    warm = ~is_cold & ~dropped
-    valid = _last_of_warm(rows, warm, protocol)
-    train = warm & ~valid
+    warm, valid, train = _warm_parts(rows, is_cold, dropped, protocol)
     history = is_cold & (rows.index < COLD_USER_HISTORY)
     targets = is_cold & (rows.index >= COLD_USER_HISTORY)
     few = int((is_cold & (rows.index == 0) & (rows.size <= COLD_USER_HISTORY)).sum())

@@ -80,6 +80,11 @@ def test_new_items_take_their_neighbours_table_and_lose_the_learned_terms(traine
     assert not known[cold].any() and info["cold_items_transferred"] == int((~known).sum()) >= len(cold)
     np.testing.assert_array_equal(ranking.item_known.numpy(), known.astype(np.float32))
     np.testing.assert_allclose(ranking.item_item_table.numpy(), table, rtol=1e-5, atol=1e-6)
+    from tfrec_llm.experiments.ranking_run import load_or_train_ranking
+
+    reloaded, _ = load_or_train_ranking(cfg, prepared, folder, if_missing="error", variant="id")
+    np.testing.assert_array_equal(reloaded.item_known.numpy(), known.astype(np.float32))
+    np.testing.assert_allclose(reloaded.item_item_table.numpy(), table, rtol=1e-5, atol=1e-6)
     assert np.abs(table[:, cold]).sum() > 0  # the new items have columns now
     # score = known * (retrieval / T + f) + w * sum_h table[h, c]; f zeroed here, written in numpy
     ranking.output_layer.kernel.assign(tf.zeros_like(ranking.output_layer.kernel))

@@ -60,9 +60,11 @@ def test_the_verdict_reads_the_two_stage_row_and_says_by_how_much_it_misses(benc
         "select_candidates": 269,
     }
     grid = [{"k": 100, "power": 8.0, "recall@10": 0.22, "ndcg@10": 0.38, "recall@50": 0.5}]
-    missed = script.render(meta, grid, _rows(two_stage=0.1854, transfer=0.21))
+    terms = [{"model": "+ f", "recall@10": 0.1652, "ndcg@10": 0.2894, "recall@50": 0.5}]
+    missed = script.render(meta, grid, _rows(two_stage=0.1854, transfer=0.21), terms)
     assert "The two-stage pipeline reads 0.1854: missed by 0.0146" in missed
     assert "The item-item scores with transfer alone read 0.2100" in missed
     assert "| 100 | 8 | 0.2200 |" in missed
-    reached = script.render(meta, grid, _rows(two_stage=0.2010, transfer=0.19))
+    assert "| + f | 0.1652 | 0.2894 | 0.5000 |" in missed
+    reached = script.render(meta, grid, _rows(two_stage=0.2010, transfer=0.19), terms)
     assert "The two-stage pipeline reads 0.2010: reached" in reached

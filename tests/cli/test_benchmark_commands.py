@@ -131,7 +131,8 @@ def test_load_benchmark_rejects_an_unknown_name() -> None:
     with pytest.raises(
         ConfigError,
         match=r"benchmark 'nope' is unknown; expected one of \['ann', 'cold_items_adaptors', "
-        r"'cold_users_future', 'cold_users_prior', 'cold_users_text', 'encoder_speed', 'lora', 'quality', 'seeds', "
+        r"'cold_items_transfer', 'cold_users_future', 'cold_users_prior', 'cold_users_text', 'encoder_speed', "
+        r"'lora', 'quality', 'seeds', "
         r"'serving_load', 'speed', 'two_stage_seeds'\]",
     ):
         load_benchmark("nope")

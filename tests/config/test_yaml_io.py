@@ -88,9 +88,11 @@ def test_pipeline_default_config_equals_builtin_defaults_but_the_marked_fields()
             "examples": "valid_lists",
             "residual": True,
             "item_item_l2": 100.0,
+            "cold_item_neighbours": 100,
         },
     }
     assert load_config("pipelines/movielens_100k.yaml") == config_from_dict(two_stage)
+    assert ExperimentConfig().ranking.cold_item_neighbours == 0
     assert ExperimentConfig().eval.two_stage is False
     assert ExperimentConfig().model.user_text is False
     assert (ExperimentConfig().model.future_window, ExperimentConfig().model.future_context) == (1, 0)

@@ -221,12 +221,10 @@ class EvalConfig:
             ``cold-users``).
         ks: Cut-offs for HR/Recall and NDCG: distinct positive integers.
         baselines: Baselines evaluated beside the model (``Random``, ``MostPop``).
-        two_stage: Also score the two-stage pipeline under protocol A (``loo``): the ``bert``
-            model's top ``ranking.num_candidates`` re-ranked by the ranking model (trained
-            first if missing), a row named "<model> two-stage" beside retrieval alone;
-            ``tfrec-llm run`` then also exports ``ranking`` (docs/two_stage.md). With
-            ``ranking.cold_item_neighbours`` also under ``cold-items``, where that protocol's
-            ranking model scores every candidate (docs/cold_items.md).
+        two_stage: Also score "<model> two-stage" (the ranking model, trained if missing, on
+            the ``bert`` model's top ``ranking.num_candidates``) under ``loo``, and under
+            ``cold-items`` with ``ranking.cold_item_neighbours`` (every candidate ranked,
+            docs/cold_items.md); ``tfrec-llm run`` also exports ``ranking`` (docs/two_stage.md).
     """
 
     protocol: str = "loo"
